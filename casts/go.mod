@@ -1,0 +1,3 @@
+module github.com/movies-microservices/casts
+
+go 1.26

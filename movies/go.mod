@@ -1,0 +1,3 @@
+module github.com/movies-microservices/movies
+
+go 1.26
