@@ -1,0 +1,31 @@
+package api
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/go-playground/validator/v10"
+)
+
+// addRoutes lists every endpoint. Each collection and item path is registered with and without a
+// trailing slash ({$} matches only the slash), so neither form redirects.
+func addRoutes(mux *http.ServeMux, store Store, ready func(context.Context) error, v *validator.Validate) {
+	mux.Handle("GET /livez", handleLive())
+	mux.Handle("GET /readyz", handleReady(ready))
+
+	mux.Handle("GET /api/v1/casts/openapi.json", handleOpenAPI())
+	mux.Handle("GET /api/v1/casts/docs", handleDocs())
+	mux.Handle("GET /api/v1/casts/docs/{$}", handleDocs())
+	mux.Handle("GET /api/v1/casts/docs/{asset}", handleDocs())
+
+	for _, base := range []string{"/api/v1/casts", "/api/v1/casts/{$}"} {
+		mux.Handle("GET "+base, handleCastList(store))
+		mux.Handle("POST "+base, handleCastCreate(store, v))
+	}
+	for _, item := range []string{"/api/v1/casts/{id}", "/api/v1/casts/{id}/{$}"} {
+		mux.Handle("GET "+item, handleCastGet(store))
+		mux.Handle("PUT "+item, handleCastReplace(store, v))
+		mux.Handle("PATCH "+item, handleCastPatch(store, v))
+		mux.Handle("DELETE "+item, handleCastDelete(store))
+	}
+}

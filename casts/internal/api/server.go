@@ -1,0 +1,43 @@
+// Package api is the HTTP interface of the cast service.
+package api
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/go-playground/validator/v10"
+	"github.com/movies-microservices/casts/internal/cast"
+	"github.com/rs/zerolog"
+)
+
+// Store is what the handlers need from the cast store.
+type Store interface {
+	Create(ctx context.Context, f cast.Fields) (cast.Cast, error)
+	Get(ctx context.Context, id int64) (cast.Cast, error)
+	List(ctx context.Context, p cast.ListParams) ([]cast.Cast, error)
+	Update(ctx context.Context, id, version int64, f cast.Fields) (cast.Cast, error)
+	Delete(ctx context.Context, id int64, version *int64) error
+}
+
+// Deps are the server's collaborators.
+type Deps struct {
+	Logger zerolog.Logger
+	Store  Store
+	// Ready reports whether the service can take traffic: false while shutting down or when the
+	// database does not answer.
+	Ready func(ctx context.Context) error
+}
+
+// NewServer returns the service's whole HTTP handler.
+func NewServer(d Deps) http.Handler {
+	mux := http.NewServeMux()
+	addRoutes(mux, d.Store, d.Ready, newValidator())
+	return withAccessLog(d.Logger, withProblemForUnrouted(mux))
+}
+
+func newValidator() *validator.Validate {
+	v := validator.New(validator.WithRequiredStructEnabled())
+	v.RegisterTagNameFunc(jsonFieldName)
+	v.RegisterValidation("nonul", noNUL) //nolint:errcheck // fails only on an empty tag name
+	return v
+}

@@ -1,0 +1,116 @@
+package cast
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Store keeps casts in PostgreSQL.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// NewStore returns a store on pool.
+func NewStore(pool *pgxpool.Pool) *Store {
+	return &Store{pool: pool}
+}
+
+const castColumns = `id, name, nationality, version, created_at, updated_at`
+
+const sqlInsertCast = `
+INSERT INTO casts (name, nationality) VALUES ($1, $2)
+RETURNING ` + castColumns
+
+// Create stores a new cast.
+func (s *Store) Create(ctx context.Context, f Fields) (Cast, error) {
+	return s.one(ctx, "create cast", sqlInsertCast, f.Name, f.Nationality)
+}
+
+const sqlSelectCast = `SELECT ` + castColumns + ` FROM casts WHERE id = $1`
+
+// Get returns the cast with id, or ErrNotFound.
+func (s *Store) Get(ctx context.Context, id int64) (Cast, error) {
+	return s.one(ctx, "get cast", sqlSelectCast, id)
+}
+
+// The filters are NULL when unused, so one static statement serves every combination.
+const sqlListCasts = `
+SELECT ` + castColumns + ` FROM casts
+WHERE id > $1
+  AND ($2::bigint[] IS NULL OR id = ANY ($2))
+  AND ($3::text IS NULL OR strpos(lower(name), lower($3)) > 0)
+ORDER BY id
+LIMIT $4`
+
+// List returns up to p.Limit casts in id order.
+func (s *Store) List(ctx context.Context, p ListParams) ([]Cast, error) {
+	var name *string
+	if p.Name != "" {
+		name = &p.Name
+	}
+	rows, err := s.pool.Query(ctx, sqlListCasts, p.After, p.IDs, name, p.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("list casts: %w", err)
+	}
+	casts, err := pgx.CollectRows(rows, pgx.RowToStructByName[Cast])
+	if err != nil {
+		return nil, fmt.Errorf("list casts: %w", err)
+	}
+	return casts, nil
+}
+
+const sqlUpdateCast = `
+UPDATE casts SET name = $2, nationality = $3, version = version + 1, updated_at = now()
+WHERE id = $1 AND version = $4
+RETURNING ` + castColumns
+
+// Update replaces the fields of cast id if its version is still version.
+// It returns ErrNotFound if the cast is gone and ErrVersionMismatch if it changed meanwhile.
+func (s *Store) Update(ctx context.Context, id, version int64, f Fields) (Cast, error) {
+	c, err := s.one(ctx, "update cast", sqlUpdateCast, id, f.Name, f.Nationality, version)
+	if errors.Is(err, ErrNotFound) {
+		return Cast{}, s.whyNoRow(ctx, id)
+	}
+	return c, err
+}
+
+const sqlDeleteCast = `DELETE FROM casts WHERE id = $1 AND ($2::bigint IS NULL OR version = $2)`
+
+// Delete removes cast id; with a non-nil version only if the cast still has that version.
+func (s *Store) Delete(ctx context.Context, id int64, version *int64) error {
+	tag, err := s.pool.Exec(ctx, sqlDeleteCast, id, version)
+	if err != nil {
+		return fmt.Errorf("delete cast: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return s.whyNoRow(ctx, id)
+	}
+	return nil
+}
+
+// whyNoRow tells apart the two reasons a conditional write matched nothing.
+func (s *Store) whyNoRow(ctx context.Context, id int64) error {
+	if _, err := s.Get(ctx, id); err != nil {
+		return err
+	}
+	return ErrVersionMismatch
+}
+
+func (s *Store) one(ctx context.Context, what, sql string, args ...any) (Cast, error) {
+	rows, err := s.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return Cast{}, fmt.Errorf("%s: %w", what, err)
+	}
+	c, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[Cast])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Cast{}, ErrNotFound
+	}
+	if err != nil {
+		return Cast{}, fmt.Errorf("%s: %w", what, err)
+	}
+	return c, nil
+}
