@@ -48,6 +48,9 @@ func fieldMessage(fe validator.FieldError) string {
 	case "required":
 		return "is required"
 	case "min":
+		if fe.Param() == "1" && unit == "characters" {
+			return "must not be blank"
+		}
 		return fmt.Sprintf("must have at least %s %s", fe.Param(), unit)
 	case "max":
 		return fmt.Sprintf("must have at most %s %s", fe.Param(), unit)
