@@ -1,0 +1,254 @@
+package parity
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/dotenv"
+	"github.com/compose-spec/compose-go/v2/template"
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/google/go-cmp/cmp"
+	"go.yaml.in/yaml/v3"
+)
+
+var (
+	composeFile = filepath.Join(repoRoot, "compose.yaml")
+	envExample  = filepath.Join(repoRoot, ".env.example")
+)
+
+// loadProject loads compose.yaml the way `docker compose` does after
+// `cp .env.example .env`, including validation against the Compose
+// specification's JSON schema. The process environment is left out so that
+// the result does not depend on the machine.
+func loadProject(t *testing.T) *types.Project {
+	t.Helper()
+	opts, err := cli.NewProjectOptions([]string{composeFile},
+		cli.WithWorkingDirectory(repoRoot),
+		cli.WithEnvFiles(envExample),
+		cli.WithDotEnv,
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	project, err := opts.LoadProject(t.Context())
+	if err != nil {
+		t.Fatalf("%s is not a valid Compose file: %v", composeFile, err)
+	}
+	return project
+}
+
+func TestComposeValidAgainstSpec(t *testing.T) {
+	t.Parallel()
+
+	project := loadProject(t)
+	want := []string{"casts", "casts-db", "movies", "movies-db", "traefik"}
+	if got := project.ServiceNames(); !slices.Equal(sorted(got), want) {
+		t.Errorf("services = %v, want %v", sorted(got), want)
+	}
+}
+
+// TestComposeVariablesDocumented checks that every variable compose.yaml
+// interpolates is set (and so documented) in .env.example.
+func TestComposeVariablesDocumented(t *testing.T) {
+	t.Parallel()
+
+	raw, err := os.ReadFile(composeFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dict map[string]any
+	if err := yaml.Unmarshal(raw, &dict); err != nil {
+		t.Fatal(err)
+	}
+	documented, err := dotenv.GetEnvFromFile(map[string]string{}, []string{envExample})
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := template.ExtractVariables(dict, template.DefaultPattern)
+	if len(used) == 0 {
+		t.Fatal("no variables found in compose.yaml; the extraction is broken")
+	}
+	for name := range used {
+		if _, ok := documented[name]; !ok {
+			t.Errorf("compose.yaml uses ${%s}, which %s does not set", name, envExample)
+		}
+	}
+}
+
+// TestComposeExposure: only the public entrypoint is published on every
+// interface; Traefik's API on loopback; the mesh, the services and the
+// databases not at all.
+func TestComposeExposure(t *testing.T) {
+	t.Parallel()
+
+	project := loadProject(t)
+	type published struct {
+		HostIP string
+		Target uint32
+	}
+	tests := []struct {
+		service string
+		want    []published
+	}{
+		{"traefik", []published{{HostIP: "", Target: 8080}, {HostIP: "127.0.0.1", Target: 8081}}},
+		{"casts", nil},
+		{"movies", nil},
+		{"casts-db", nil},
+		{"movies-db", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.service, func(t *testing.T) {
+			t.Parallel()
+			svc, ok := project.Services[tt.service]
+			if !ok {
+				t.Fatalf("service %s missing", tt.service)
+			}
+			var got []published
+			for _, p := range svc.Ports {
+				got = append(got, published{HostIP: p.HostIP, Target: p.Target})
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("published ports (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestComposeHardening(t *testing.T) {
+	t.Parallel()
+
+	project := loadProject(t)
+	tests := []struct {
+		service string
+		// rootAllowed is true only for Traefik, which must read the Docker socket
+		// (its group varies per host); it runs without capabilities instead.
+		rootAllowed bool
+		dependsOn   []string // services that must be healthy first
+	}{
+		{service: "traefik", rootAllowed: true},
+		{service: "casts", dependsOn: []string{"casts-db"}},
+		{service: "movies", dependsOn: []string{"movies-db", "traefik"}},
+		{service: "casts-db"},
+		{service: "movies-db"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.service, func(t *testing.T) {
+			t.Parallel()
+			svc, ok := project.Services[tt.service]
+			if !ok {
+				t.Fatalf("service %s missing", tt.service)
+			}
+			if !svc.ReadOnly {
+				t.Error("read_only is not true")
+			}
+			if !tt.rootAllowed && isRoot(svc.User) {
+				t.Errorf("user = %q, want a non-root user", svc.User)
+			}
+			if svc.HealthCheck == nil || len(svc.HealthCheck.Test) == 0 {
+				t.Error("no healthcheck")
+			}
+			for _, dep := range tt.dependsOn {
+				if got := svc.DependsOn[dep].Condition; got != types.ServiceConditionHealthy {
+					t.Errorf("depends_on %s: condition = %q, want %q", dep, got, types.ServiceConditionHealthy)
+				}
+			}
+		})
+	}
+}
+
+// isRoot reports whether a compose `user` runs as root; empty means the
+// image's default, which for the images here is checked as root.
+func isRoot(user string) bool {
+	u, _, _ := strings.Cut(user, ":")
+	return u == "" || u == "root" || u == "0"
+}
+
+// TestComposeAddressesMatchLabels: the port each service listens on is the
+// port its labels send traffic to, and movies reaches casts through the mesh
+// entrypoint.
+func TestComposeAddressesMatchLabels(t *testing.T) {
+	t.Parallel()
+
+	project := loadProject(t)
+	meshPort := entryPointPort(t, project.Services["traefik"].Command, "mesh")
+	if meshPort == "" {
+		t.Fatal("traefik command has no --entryPoints.mesh.address")
+	}
+	if got, want := env(project, "movies", "MOVIES_CASTS_URL"), "http://traefik:"+meshPort; got != want {
+		t.Errorf("MOVIES_CASTS_URL = %q, want %q (casts only through the mesh entrypoint)", got, want)
+	}
+
+	tests := []struct{ service, addrVar string }{
+		{"casts", "CASTS_ADDR"},
+		{"movies", "MOVIES_ADDR"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.service, func(t *testing.T) {
+			t.Parallel()
+			_, port, err := net.SplitHostPort(env(project, tt.service, tt.addrVar))
+			if err != nil {
+				t.Fatalf("%s: %v", tt.addrVar, err)
+			}
+			label := "traefik.http.services." + tt.service + ".loadbalancer.server.port"
+			if got := project.Services[tt.service].Labels[label]; got != port {
+				t.Errorf("%s = %q, but %s listens on %s", label, got, tt.addrVar, port)
+			}
+		})
+	}
+}
+
+func env(project *types.Project, service, name string) string {
+	if v := project.Services[service].Environment[name]; v != nil {
+		return *v
+	}
+	return ""
+}
+
+// entryPointPort returns the port of an entrypoint given as a Traefik flag.
+// Traefik's flag names are case-insensitive.
+func entryPointPort(t *testing.T, command []string, entryPoint string) string {
+	t.Helper()
+	prefix := "--entrypoints." + entryPoint + ".address="
+	for _, arg := range command {
+		if len(arg) > len(prefix) && strings.EqualFold(arg[:len(prefix)], prefix) {
+			_, port, err := net.SplitHostPort(arg[len(prefix):])
+			if err != nil {
+				t.Errorf("%s: %v", arg, err)
+			}
+			return port
+		}
+	}
+	return ""
+}
+
+// TestTraefikVersionSameInBothModes: the image used with Docker and the
+// binary built from traefik/go.mod without Docker are the same release.
+func TestTraefikVersionSameInBothModes(t *testing.T) {
+	t.Parallel()
+
+	gomod, err := os.ReadFile(filepath.Join(repoRoot, "traefik", "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^\s*(?:require\s+)?github\.com/traefik/traefik/v3\s+(v\S+)`).FindSubmatch(gomod)
+	if m == nil {
+		t.Fatal("traefik/go.mod does not require github.com/traefik/traefik/v3")
+	}
+	built := string(m[1])
+
+	image := loadProject(t).Services["traefik"].Image
+	_, tag, _ := strings.Cut(image, ":")
+	if tag != built {
+		t.Errorf("compose.yaml runs %s, traefik/go.mod builds %s; pin the same version", image, built)
+	}
+	if _, err := strconv.Atoi(strings.Split(strings.TrimPrefix(built, "v"), ".")[0]); err != nil {
+		t.Errorf("unexpected version %q in traefik/go.mod", built)
+	}
+}

@@ -1,0 +1,152 @@
+package parity
+
+import (
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// wantRouterNames are the routers ARCHITECTURE.md fixes: each service on the
+// public entrypoint and on the mesh. Checked so that two empty sources do not
+// pass as equal.
+var wantRouterNames = []string{"casts", "casts-mesh", "movies", "movies-mesh"}
+
+func TestRoutersSameInComposeLabelsAndFileProvider(t *testing.T) {
+	t.Parallel()
+
+	project := loadProject(t)
+	labels := make(map[string]map[string]string)
+	for name, svc := range project.Services {
+		labels[name] = svc.Labels
+	}
+	fromLabels := routersFromLabels(t, labels)
+
+	// With STACK_*_URLS unset the template falls back to the services' default
+	// addresses, which are the ports the labels must name.
+	fromFile := routersFromFile(t, loadFileConfig(t, routersFile, nil))
+
+	if diff := cmp.Diff(fromFile, fromLabels); diff != "" {
+		t.Errorf("compose.yaml labels and %s describe different routers (-file +labels):\n%s", routersFile, diff)
+	}
+	if got := slices.Sorted(maps.Keys(fromFile)); !slices.Equal(got, wantRouterNames) {
+		t.Errorf("%s routers = %v, want %v", routersFile, got, wantRouterNames)
+	}
+}
+
+func TestRoutersFileRendersEveryReplica(t *testing.T) {
+	t.Parallel()
+
+	tests := []struct {
+		name string
+		env  map[string]string
+		want map[string][]string // service -> server URLs
+	}{
+		{
+			name: "defaults",
+			env:  nil,
+			want: map[string][]string{
+				"casts":  {"http://127.0.0.1:8001"},
+				"movies": {"http://127.0.0.1:8000"},
+			},
+		},
+		{
+			name: "one instance each",
+			env: map[string]string{
+				"STACK_CASTS_URLS":  "http://127.0.0.1:18001",
+				"STACK_MOVIES_URLS": "http://127.0.0.1:18000",
+			},
+			want: map[string][]string{
+				"casts":  {"http://127.0.0.1:18001"},
+				"movies": {"http://127.0.0.1:18000"},
+			},
+		},
+		{
+			name: "several replicas with spaces",
+			env: map[string]string{
+				"STACK_CASTS_URLS":  "http://127.0.0.1:18001, http://127.0.0.1:18011",
+				"STACK_MOVIES_URLS": "http://127.0.0.1:18000,http://127.0.0.1:18010,http://127.0.0.1:18020",
+			},
+			want: map[string][]string{
+				"casts":  {"http://127.0.0.1:18001", "http://127.0.0.1:18011"},
+				"movies": {"http://127.0.0.1:18000", "http://127.0.0.1:18010", "http://127.0.0.1:18020"},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := loadFileConfig(t, routersFile, tt.env)
+			got := make(map[string][]string)
+			for name, svc := range cfg.HTTP.Services {
+				for _, s := range svc.LoadBalancer.Servers {
+					got[name] = append(got[name], s.URL)
+				}
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("servers (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestFileReferencesResolve checks the split between the two dynamic files:
+// compose mounts only middlewares.yml, so everything the routers reference with
+// @file must be defined there, and routers/services must live only in
+// routers.yml (or they would exist in one mode and not the other).
+func TestFileReferencesResolve(t *testing.T) {
+	t.Parallel()
+
+	shared := loadFileConfig(t, middlewaresFile, nil)
+	local := loadFileConfig(t, routersFile, nil)
+
+	if len(shared.HTTP.Routers) > 0 || len(shared.HTTP.Services) > 0 {
+		t.Errorf("%s defines routers or services; they belong in %s and in compose.yaml labels", middlewaresFile, routersFile)
+	}
+	if len(local.HTTP.Middlewares) > 0 || len(local.HTTP.ServersTransports) > 0 {
+		t.Errorf("%s defines middlewares or servers transports; compose does not load it, move them to %s", routersFile, middlewaresFile)
+	}
+
+	project := loadProject(t)
+	labels := make(map[string]map[string]string)
+	for name, svc := range project.Services {
+		labels[name] = svc.Labels
+	}
+	sources := map[string]map[string]router{
+		routersFile:    routersFromFile(t, local),
+		"compose.yaml": routersFromLabels(t, labels),
+	}
+
+	resolve := func(where, ref string, defined func(string) bool) {
+		name, ok := strings.CutSuffix(ref, "@file")
+		if !ok {
+			t.Errorf("%s: %q: reference shared objects with the @file suffix so both modes name them alike", where, ref)
+			return
+		}
+		if !defined(name) {
+			t.Errorf("%s: %q is not defined in %s", where, ref, middlewaresFile)
+		}
+	}
+	isMiddleware := func(name string) bool { _, ok := shared.HTTP.Middlewares[name]; return ok }
+	isTransport := func(name string) bool { _, ok := shared.HTTP.ServersTransports[name]; return ok }
+
+	for source, routers := range sources {
+		for name, r := range routers {
+			where := source + ": router " + name
+			for _, m := range r.Middlewares {
+				resolve(where, m, isMiddleware)
+			}
+			resolve(where, r.ServersTransport, isTransport)
+		}
+	}
+	for name, m := range shared.HTTP.Middlewares {
+		if m.Chain == nil {
+			continue
+		}
+		for _, ref := range m.Chain.Middlewares {
+			resolve(middlewaresFile+": chain "+name, ref, isMiddleware)
+		}
+	}
+}
