@@ -1,0 +1,156 @@
+// Package castsclient asks the cast service which cast ids exist. It speaks the cast service's public
+// contract (GET /api/v1/casts?id=..), not its code: the two services share nothing but HTTP and JSON.
+package castsclient
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+const (
+	// MaxIDs is the most distinct ids one check can carry: the cast service accepts at most 1000 id
+	// parameters and returns at most 1000 casts per page, and a check is always a single request.
+	MaxIDs = 1000
+	// maxResponseBytes bounds how much of an answer is read: 1000 casts are far less than this.
+	maxResponseBytes = 4 << 20
+)
+
+// Config says where the cast service is and how long to wait for it.
+type Config struct {
+	// BaseURL is where the cast API is reached, such as http://127.0.0.1:8082 (Traefik's mesh entrypoint).
+	BaseURL string
+	// Timeout bounds a whole check, from connecting to reading the last byte of the answer.
+	Timeout time.Duration
+	// RequestID returns the id of the request a check is made for; it is sent on as X-Request-Id so
+	// that the log lines of both services can be tied together. It may be nil.
+	RequestID func(context.Context) string
+}
+
+// Client checks cast ids against the cast service. It is safe for concurrent use.
+type Client struct {
+	listURL   *url.URL
+	http      *http.Client
+	requestID func(context.Context) string
+}
+
+// New returns a client for the cast service at cfg.BaseURL.
+func New(cfg Config) (*Client, error) {
+	base, err := url.Parse(cfg.BaseURL)
+	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
+		return nil, fmt.Errorf("castsclient: base URL %q is not an absolute http(s) URL", cfg.BaseURL)
+	}
+	if cfg.Timeout <= 0 {
+		return nil, errors.New("castsclient: the timeout must be positive")
+	}
+	transport := &http.Transport{
+		// No proxy: this is service-to-service traffic inside the stack, never egress.
+		Proxy:       nil,
+		DialContext: (&net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}).DialContext,
+		// Every movie write may make a check, so keep enough connections open to the one host (the
+		// mesh entrypoint) that bursts of concurrent writes do not each pay for a new connection.
+		MaxIdleConns:        64,
+		MaxIdleConnsPerHost: 64,
+		// Shorter than Traefik's idle timeout (180s), so that we close an idle connection before it does.
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: cfg.Timeout,
+		ForceAttemptHTTP2:   true,
+	}
+	listURL := base.JoinPath("api/v1/casts")
+	if !strings.HasPrefix(listURL.Path, "/") {
+		listURL.Path = "/" + listURL.Path // JoinPath keeps an empty base path relative
+	}
+	return &Client{
+		listURL:   listURL,
+		http:      &http.Client{Transport: transport, Timeout: cfg.Timeout},
+		requestID: cfg.RequestID,
+	}, nil
+}
+
+// castJSON is the part of the cast service's Cast that a check needs.
+type castJSON struct {
+	ID int64 `json:"id"`
+}
+
+// Missing returns, in ascending order and without duplicates, the ids that name no cast. It asks
+// the cast service once, whatever the number of ids, and not at all for an empty list. Any failure
+// to get a clear answer (unreachable, too slow, a status other than 200, a body that is not a JSON
+// list of casts) is an error: the caller cannot tell which ids exist.
+func (c *Client) Missing(ctx context.Context, ids []int64) ([]int64, error) {
+	wanted := slices.Clone(ids)
+	slices.Sort(wanted)
+	wanted = slices.Compact(wanted)
+	if len(wanted) == 0 {
+		return nil, nil
+	}
+	if len(wanted) > MaxIDs {
+		return nil, fmt.Errorf("castsclient: %d ids in one check; at most %d fit in one request", len(wanted), MaxIDs)
+	}
+
+	q := make(url.Values, 2)
+	for _, id := range wanted {
+		q.Add("id", strconv.FormatInt(id, 10))
+	}
+	// One page holds every cast that can match, so there is never a next page to follow.
+	q.Set("limit", strconv.Itoa(len(wanted)))
+	u := *c.listURL
+	u.RawQuery = q.Encode()
+
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("castsclient: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.requestID != nil {
+		if id := c.requestID(ctx); id != "" {
+			req.Header.Set("X-Request-Id", id)
+		}
+	}
+
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("castsclient: %w", err)
+	}
+	defer func() {
+		// Reading the rest lets the connection go back to the pool.
+		io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseBytes)) //nolint:errcheck // best effort
+		resp.Body.Close()
+	}()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("castsclient: GET %s answered %s", c.listURL.Redacted(), resp.Status)
+	}
+	if mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		return nil, fmt.Errorf("castsclient: GET %s answered Content-Type %q, want application/json", c.listURL.Redacted(), resp.Header.Get("Content-Type"))
+	}
+	var found []castJSON
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxResponseBytes)).Decode(&found); err != nil {
+		return nil, fmt.Errorf("castsclient: decode the answer of GET %s: %w", c.listURL.Redacted(), err)
+	}
+
+	exists := make(map[int64]bool, len(found))
+	for _, f := range found {
+		exists[f.ID] = true
+	}
+	var missing []int64
+	for _, id := range wanted {
+		if !exists[id] {
+			missing = append(missing, id)
+		}
+	}
+	return missing, nil
+}
+
+// CloseIdleConnections closes the pooled connections to the cast service; call it on shutdown.
+func (c *Client) CloseIdleConnections() {
+	c.http.CloseIdleConnections()
+}
