@@ -8,6 +8,10 @@ go 1.26
 
 tool github.com/traefik/traefik/v3/cmd/traefik
 
+// The pin. compose.yaml runs the image of the same version (checked by
+// e2e/parity). It is "indirect" because only the tool directive uses it.
+require github.com/traefik/traefik/v3 v3.6.12 // indirect
+
 // Copied verbatim from github.com/traefik/traefik/v3@v3.6.12's go.mod: replace
 // and exclude directives apply only in the main module, so without them the
 // dependency graph does not resolve the way Traefik's own build does.
@@ -288,7 +292,6 @@ require (
 	github.com/tjfoc/gmsm v1.4.1 // indirect
 	github.com/traefik/grpc-web v0.16.0 // indirect
 	github.com/traefik/paerser v0.2.2 // indirect
-	github.com/traefik/traefik/v3 v3.6.12 // indirect
 	github.com/traefik/yaegi v0.16.1 // indirect
 	github.com/transip/gotransip/v6 v6.26.1 // indirect
 	github.com/ultradns/ultradns-go-sdk v1.8.1-20250722213956-faef419 // indirect
