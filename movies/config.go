@@ -1,0 +1,98 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/rs/zerolog"
+)
+
+// defaultAddr is where the service listens when MOVIES_ADDR is unset.
+const defaultAddr = ":8000"
+
+// Config is everything the service reads from its environment.
+type Config struct {
+	Addr        string
+	DatabaseURL string
+	// CastsURL is the base URL where the cast API is reached: Traefik's mesh entrypoint, so that
+	// calls between the services get its retry and circuit breaker.
+	CastsURL string
+	// CastsTimeout bounds one cast check; past it the write is answered 503.
+	CastsTimeout time.Duration
+	LogLevel     zerolog.Level
+	// ShutdownDelay is how long /readyz reports "not ready" before the server stops accepting
+	// requests, so that a load balancer health-checking it has time to take it out of rotation.
+	ShutdownDelay time.Duration
+	// ShutdownTimeout bounds how long in-flight requests may take to finish on shutdown.
+	ShutdownTimeout time.Duration
+}
+
+// loadConfig reads the configuration and reports every missing or bad variable at once.
+func loadConfig(getenv func(string) string) (Config, error) {
+	cfg := Config{
+		Addr:            defaultAddr,
+		CastsTimeout:    2 * time.Second,
+		LogLevel:        zerolog.InfoLevel,
+		ShutdownDelay:   0,
+		ShutdownTimeout: 15 * time.Second,
+	}
+	var errs []error
+
+	if v := getenv("MOVIES_ADDR"); v != "" {
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			errs = append(errs, fmt.Errorf("MOVIES_ADDR: %q is not host:port (example :8000)", v))
+		}
+		cfg.Addr = v
+	}
+
+	cfg.DatabaseURL = getenv("MOVIES_DATABASE_URL")
+	if cfg.DatabaseURL == "" {
+		errs = append(errs, errors.New("MOVIES_DATABASE_URL is required (example postgres://movies:secret@localhost:5432/movies)"))
+	} else if _, err := pgxpool.ParseConfig(cfg.DatabaseURL); err != nil {
+		// pgx redacts the password in its parse errors.
+		errs = append(errs, fmt.Errorf("MOVIES_DATABASE_URL: %w", err))
+	}
+
+	cfg.CastsURL = getenv("MOVIES_CASTS_URL")
+	if cfg.CastsURL == "" {
+		errs = append(errs, errors.New("MOVIES_CASTS_URL is required (example http://127.0.0.1:8082, Traefik's mesh entrypoint)"))
+	} else if u, err := url.Parse(cfg.CastsURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		// Not quoted back: a URL may carry credentials.
+		errs = append(errs, errors.New("MOVIES_CASTS_URL is not an absolute http:// or https:// URL (example http://127.0.0.1:8082)"))
+	}
+
+	if v := getenv("MOVIES_LOG_LEVEL"); v != "" {
+		level, err := zerolog.ParseLevel(v)
+		if err != nil || level == zerolog.NoLevel {
+			errs = append(errs, fmt.Errorf("MOVIES_LOG_LEVEL: %q is not one of trace, debug, info, warn, error, fatal, panic, disabled", v))
+		}
+		cfg.LogLevel = level
+	}
+
+	for _, d := range []struct {
+		name     string
+		dst      *time.Duration
+		positive bool
+	}{
+		{"MOVIES_SHUTDOWN_DELAY", &cfg.ShutdownDelay, false},
+		{"MOVIES_SHUTDOWN_TIMEOUT", &cfg.ShutdownTimeout, false},
+		{"MOVIES_CASTS_TIMEOUT", &cfg.CastsTimeout, true},
+	} {
+		if v := getenv(d.name); v != "" {
+			parsed, err := time.ParseDuration(v)
+			switch {
+			case err != nil || parsed < 0:
+				errs = append(errs, fmt.Errorf("%s: %q is not a duration such as 5s", d.name, v))
+			case d.positive && parsed == 0:
+				errs = append(errs, fmt.Errorf("%s: must be more than 0 (example 2s)", d.name))
+			}
+			*d.dst = parsed
+		}
+	}
+
+	return cfg, errors.Join(errs...)
+}

@@ -1,0 +1,93 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+var errPreconditionFailed = errorf(http.StatusPreconditionFailed, "If-Match does not match the current ETag: the resource changed since you read it")
+
+// pathID reads the {id} path value. Anything that is not a positive decimal id names no resource,
+// so it is a 404 like any other missing resource.
+func pathID(r *http.Request) (int64, error) {
+	s := r.PathValue("id")
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, errorf(http.StatusNotFound, "no resource at "+r.URL.Path)
+		}
+	}
+	id, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || id < 1 {
+		return 0, errorf(http.StatusNotFound, "no resource at "+r.URL.Path)
+	}
+	return id, nil
+}
+
+// etag is the strong entity tag of a resource version.
+func etag(version int64) string {
+	return `"` + strconv.FormatInt(version, 10) + `"`
+}
+
+// ifMatch is a parsed If-Match header (RFC 9110 section 13.1.1).
+type ifMatch struct {
+	present  bool
+	any      bool
+	versions []int64
+}
+
+func parseIfMatch(h http.Header) (ifMatch, error) {
+	values := h.Values("If-Match")
+	if len(values) == 0 {
+		return ifMatch{}, nil
+	}
+	cond := ifMatch{present: true}
+	for _, v := range values {
+		for _, tag := range strings.Split(v, ",") {
+			tag = strings.TrimSpace(tag)
+			switch {
+			case tag == "*":
+				cond.any = true
+			case len(tag) >= 2 && tag[0] == '"' && tag[len(tag)-1] == '"':
+				// Weak tags (W/"...") never match under the strong comparison If-Match uses.
+				if n, err := strconv.ParseInt(tag[1:len(tag)-1], 10, 64); err == nil {
+					cond.versions = append(cond.versions, n)
+				}
+			case strings.HasPrefix(tag, `W/"`):
+			default:
+				return ifMatch{}, errorf(http.StatusBadRequest, `If-Match must be "*" or a list of quoted entity tags such as "3"`)
+			}
+		}
+	}
+	return cond, nil
+}
+
+// matches reports whether a resource at version satisfies the condition (true when there is none).
+func (c ifMatch) matches(version int64) bool {
+	if !c.present || c.any {
+		return true
+	}
+	for _, v := range c.versions {
+		if v == version {
+			return true
+		}
+	}
+	return false
+}
+
+func handleLive() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+}
+
+func handleReady(ready func(context.Context) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := ready(r.Context()); err != nil {
+			writeProblem(w, r, http.StatusServiceUnavailable, "not ready: "+err.Error(), nil)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+}

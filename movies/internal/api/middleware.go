@@ -1,0 +1,143 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// RequestIDHeader carries the id that ties together the log lines of one request across services.
+const RequestIDHeader = "X-Request-Id"
+
+type requestIDKey struct{}
+
+// RequestID returns the request id stored in ctx by the logging middleware, or "".
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
+// withAccessLog gives every request an id (the caller's, if it sent a sane one), a logger that carries
+// it, and writes one log line when the request is done. It also turns a panic into a logged 500.
+func withAccessLog(logger zerolog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := r.Header.Get(RequestIDHeader)
+		if !validRequestID(id) {
+			id = newRequestID()
+		}
+		w.Header().Set(RequestIDHeader, id)
+
+		l := logger.With().Str("request_id", id).Logger()
+		ctx := context.WithValue(l.WithContext(r.Context()), requestIDKey{}, id)
+		r = r.WithContext(ctx)
+		rec := &statusRecorder{ResponseWriter: w}
+
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				l.Error().Interface("panic", v).Msg("handler panicked")
+				if rec.status == 0 {
+					writeProblem(rec, r, http.StatusInternalServerError, "The server failed to handle the request; it has been logged with the request id.", nil)
+				}
+			}
+			// The mux records the matched pattern on the request it was handed.
+			l.Info().
+				Str("method", r.Method).
+				Str("route", r.Pattern).
+				Int("status", rec.status).
+				Int("bytes", rec.bytes).
+				Dur("duration", time.Since(start)).
+				Msg("request")
+		}()
+		next.ServeHTTP(rec, r)
+	})
+}
+
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x21 || id[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+func newRequestID() string {
+	var b [16]byte
+	rand.Read(b[:]) //nolint:errcheck // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b[:])
+}
+
+// statusRecorder remembers what was sent, for the access log.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int
+}
+
+func (r *statusRecorder) WriteHeader(status int) {
+	if r.status == 0 {
+		r.status = status
+	}
+	r.ResponseWriter.WriteHeader(status)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += n
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// withProblemForUnrouted answers requests that match no route with problem+json instead of the
+// mux's plain text, keeping the status (404 or 405) and the Allow header the mux computed.
+func withProblemForUnrouted(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		probe := &headerProbe{header: http.Header{}}
+		h.ServeHTTP(probe, r)
+		switch probe.status {
+		case http.StatusMethodNotAllowed:
+			w.Header().Set("Allow", probe.header.Get("Allow"))
+			writeProblem(w, r, http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed here; allowed: "+probe.header.Get("Allow"), nil)
+		default:
+			writeProblem(w, r, http.StatusNotFound, "no resource at "+r.URL.Path, nil)
+		}
+	})
+}
+
+// headerProbe records the status and headers a handler sets and discards its body.
+type headerProbe struct {
+	header http.Header
+	status int
+}
+
+func (p *headerProbe) Header() http.Header { return p.header }
+func (p *headerProbe) WriteHeader(status int) {
+	if p.status == 0 {
+		p.status = status
+	}
+}
+func (p *headerProbe) Write(b []byte) (int, error) {
+	p.WriteHeader(http.StatusOK)
+	return len(b), nil
+}

@@ -1,0 +1,52 @@
+// Package api is the HTTP interface of the movie service.
+package api
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/go-playground/validator/v10"
+	"github.com/movies-microservices/movies/internal/movie"
+	"github.com/rs/zerolog"
+)
+
+// Store is what the handlers need from the movie store.
+type Store interface {
+	Create(ctx context.Context, f movie.Fields) (movie.Movie, error)
+	Get(ctx context.Context, id int64) (movie.Movie, error)
+	List(ctx context.Context, p movie.ListParams) ([]movie.Movie, error)
+	Update(ctx context.Context, id, version int64, f movie.Fields) (movie.Movie, error)
+	Delete(ctx context.Context, id int64, version *int64) error
+}
+
+// CastChecker tells which cast ids name no cast in the cast service.
+type CastChecker interface {
+	// Missing returns the ids among ids that name no cast, in ascending order. An error means the
+	// cast service could not be asked or gave no clear answer.
+	Missing(ctx context.Context, ids []int64) ([]int64, error)
+}
+
+// Deps are the server's collaborators.
+type Deps struct {
+	Logger zerolog.Logger
+	Store  Store
+	Casts  CastChecker
+	// Ready reports whether the service can take traffic: false while shutting down or when the
+	// database does not answer. The cast service is not part of it: reads still work without it.
+	Ready func(ctx context.Context) error
+}
+
+// NewServer returns the service's whole HTTP handler.
+func NewServer(d Deps) http.Handler {
+	mux := http.NewServeMux()
+	addRoutes(mux, d.Store, d.Casts, d.Ready, newValidator())
+	return withAccessLog(d.Logger, withProblemForUnrouted(mux))
+}
+
+func newValidator() *validator.Validate {
+	v := validator.New(validator.WithRequiredStructEnabled())
+	v.RegisterTagNameFunc(jsonFieldName)
+	v.RegisterValidation("nonul", noNUL)           //nolint:errcheck // fails only on an empty tag name
+	v.RegisterValidation("uniquefold", uniqueFold) //nolint:errcheck // fails only on an empty tag name
+	return v
+}

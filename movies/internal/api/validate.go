@@ -1,0 +1,86 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"reflect"
+	"strings"
+
+	"github.com/go-playground/validator/v10"
+)
+
+// jsonFieldName makes validator report fields by their JSON names.
+func jsonFieldName(f reflect.StructField) string {
+	name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+	if name == "-" {
+		return ""
+	}
+	return name
+}
+
+func noNUL(fl validator.FieldLevel) bool {
+	return !strings.ContainsRune(fl.Field().String(), 0)
+}
+
+// uniqueFold rejects a list of strings that repeats one up to case: the genre filter ignores
+// case, so "Drama" and "drama" are the same genre.
+func uniqueFold(fl validator.FieldLevel) bool {
+	list, ok := fl.Field().Interface().([]string)
+	if !ok {
+		return false
+	}
+	seen := make(map[string]bool, len(list))
+	for _, s := range list {
+		key := strings.ToLower(s)
+		if seen[key] {
+			return false
+		}
+		seen[key] = true
+	}
+	return true
+}
+
+// validateRequest runs the struct's validate tags and returns a 422 naming every bad field.
+func validateRequest(v *validator.Validate, req any) error {
+	err := v.Struct(req)
+	var verrs validator.ValidationErrors
+	if !errors.As(err, &verrs) {
+		return err
+	}
+	se := &statusError{status: http.StatusUnprocessableEntity, detail: "the request has invalid fields"}
+	for _, fe := range verrs {
+		// Namespace is "movieRequest.genres[2]"; clients know only the part after the type.
+		_, field, _ := strings.Cut(fe.Namespace(), ".")
+		se.errors = append(se.errors, FieldError{Field: field, Message: fieldMessage(fe)})
+	}
+	return se
+}
+
+func fieldMessage(fe validator.FieldError) string {
+	unit := "characters"
+	if k := fe.Kind(); k == reflect.Slice || k == reflect.Array {
+		unit = "items"
+	}
+	switch fe.Tag() {
+	case "required":
+		return "is required"
+	case "min":
+		if fe.Param() == "1" && unit == "characters" {
+			return "must not be blank"
+		}
+		return fmt.Sprintf("must have at least %s %s", fe.Param(), unit)
+	case "max":
+		return fmt.Sprintf("must have at most %s %s", fe.Param(), unit)
+	case "gt":
+		return "must be greater than " + fe.Param()
+	case "unique":
+		return "must not contain duplicates"
+	case "uniquefold":
+		return "must not contain duplicates (compared without regard to case)"
+	case "nonul":
+		return "must not contain NUL characters"
+	default:
+		return fmt.Sprintf("is invalid (%s)", fe.Tag())
+	}
+}

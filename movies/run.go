@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/movies-microservices/movies/internal/api"
+	"github.com/movies-microservices/movies/internal/castsclient"
+	"github.com/movies-microservices/movies/internal/movie"
+	"github.com/movies-microservices/movies/internal/postgres"
+	"github.com/rs/zerolog"
+)
+
+// run is the whole program; main only reports its error. Tests call it with their own environment.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) > 1 {
+		switch args[1] {
+		case "healthcheck":
+			return healthcheck(ctx, getenv)
+		default:
+			return fmt.Errorf("unknown command %q (the only command is healthcheck; without one the service starts)", args[1])
+		}
+	}
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+	logger := zerolog.New(stdout).Level(cfg.LogLevel).With().Timestamp().Str("service", "movies").Logger()
+
+	pool, err := postgres.Open(ctx, cfg.DatabaseURL, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := postgres.Migrate(ctx, pool, postgres.Migrations); err != nil {
+		return err
+	}
+	casts, err := castsclient.New(castsclient.Config{BaseURL: cfg.CastsURL, Timeout: cfg.CastsTimeout, RequestID: api.RequestID})
+	if err != nil {
+		return err
+	}
+	defer casts.CloseIdleConnections()
+
+	var shuttingDown atomic.Bool
+	ready := func(ctx context.Context) error {
+		if shuttingDown.Load() {
+			return errors.New("shutting down")
+		}
+		ctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		if err := pool.Ping(ctx); err != nil {
+			return errors.New("database unreachable")
+		}
+		return nil
+	}
+
+	srv := &http.Server{
+		Addr:              cfg.Addr,
+		Handler:           api.NewServer(api.Deps{Logger: logger, Store: movie.NewStore(pool), Casts: casts, Ready: ready}),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s (MOVIES_ADDR): %w", cfg.Addr, err)
+	}
+	logger.Info().Str("addr", ln.Addr().String()).Msg("listening")
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+
+	// Fail /readyz first and give the load balancer time to notice before refusing connections.
+	logger.Info().Dur("delay", cfg.ShutdownDelay).Msg("shutting down")
+	shuttingDown.Store(true)
+	time.Sleep(cfg.ShutdownDelay)
+
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-serveErr; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	logger.Info().Msg("stopped")
+	return nil
+}
+
+// healthcheck asks the service running on MOVIES_ADDR whether it is ready; it lets a container
+// image without a shell or curl have a health check.
+func healthcheck(ctx context.Context, getenv func(string) string) error {
+	addr := getenv("MOVIES_ADDR")
+	if addr == "" {
+		addr = defaultAddr
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("MOVIES_ADDR: %w", err)
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/readyz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: /readyz answered %s", resp.Status)
+	}
+	return nil
+}

@@ -1,0 +1,351 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/movies-microservices/movies/internal/postgres/pgtest"
+	"github.com/rs/zerolog"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
+
+// lockedBuffer collects the service's log while it runs.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// waitReady polls /readyz until it answers 200 or run fails.
+func waitReady(t *testing.T, base string, runErr <-chan error) {
+	t.Helper()
+	for range 200 {
+		select {
+		case err := <-runErr:
+			t.Fatalf("run ended before it was ready: %v", err)
+		default:
+		}
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("service never became ready")
+}
+
+// fakeCasts speaks the cast service's list contract (GET /api/v1/casts?id=..&limit=..) for the
+// casts it holds, and records the requests it gets.
+type fakeCasts struct {
+	existing map[int64]bool
+
+	mu       sync.Mutex
+	requests []*http.Request
+}
+
+func (f *fakeCasts) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	f.requests = append(f.requests, r)
+	f.mu.Unlock()
+	if r.URL.Path != "/api/v1/casts" {
+		http.NotFound(w, r)
+		return
+	}
+	casts := []map[string]any{}
+	for _, v := range r.URL.Query()["id"] {
+		if id, _ := strconv.ParseInt(v, 10, 64); f.existing[id] {
+			casts = append(casts, map[string]any{"id": id, "name": "Cast " + v, "nationality": nil,
+				"created_at": "2024-01-01T00:00:00Z", "updated_at": "2024-01-01T00:00:00Z"})
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(casts) //nolint:errcheck
+}
+
+// takeRequests returns the requests made since the last call and forgets them.
+func (f *fakeCasts) takeRequests() []*http.Request {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	reqs := f.requests
+	f.requests = nil
+	return reqs
+}
+
+type movieJSON struct {
+	ID      int64   `json:"id"`
+	Name    string  `json:"name"`
+	CastIDs []int64 `json:"cast_ids"`
+}
+
+type problemJSON struct {
+	Status int    `json:"status"`
+	Detail string `json:"detail"`
+	Errors []struct {
+		Field   string `json:"field"`
+		Message string `json:"message"`
+	} `json:"errors"`
+}
+
+// send makes a request and decodes the JSON answer into out (if not nil).
+func send(t *testing.T, method, url, body, requestID string, out any) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if requestID != "" {
+		req.Header.Set("X-Request-Id", requestID)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if out != nil {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			t.Fatalf("%s %s: decode %T: %v", method, url, out, err)
+		}
+	}
+	return resp
+}
+
+func TestRun(t *testing.T) {
+	t.Parallel()
+	casts := &fakeCasts{existing: map[int64]bool{1: true, 2: true}}
+	castsSrv := httptest.NewServer(casts)
+	defer castsSrv.Close()
+
+	addr := freeAddr(t)
+	env := map[string]string{
+		"MOVIES_ADDR":          addr,
+		"MOVIES_DATABASE_URL":  pgtest.URL(t),
+		"MOVIES_CASTS_URL":     castsSrv.URL,
+		"MOVIES_CASTS_TIMEOUT": "1s",
+		"MOVIES_LOG_LEVEL":     "info",
+	}
+	var logs lockedBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	runErr := make(chan error, 1)
+	go func() { runErr <- run(ctx, []string{"movies"}, func(k string) string { return env[k] }, &logs) }()
+
+	base := "http://" + addr
+	waitReady(t, base, runErr)
+	moviesNamed := func(name string) []movieJSON {
+		var movies []movieJSON
+		send(t, "GET", base+"/api/v1/movies?name="+name, "", "", &movies)
+		return movies
+	}
+
+	// A movie whose casts all exist: one batch request to the cast service, with our request id.
+	var created movieJSON
+	resp := send(t, "POST", base+"/api/v1/movies", `{"name":"Mother","cast_ids":[2,1]}`, "run-test-1", &created)
+	if resp.StatusCode != http.StatusCreated || created.Name != "Mother" {
+		t.Fatalf("POST: status %d, body %+v", resp.StatusCode, created)
+	}
+	if got := resp.Header.Get("X-Request-Id"); got != "run-test-1" {
+		t.Errorf("X-Request-Id = %q, want it echoed", got)
+	}
+	reqs := casts.takeRequests()
+	if len(reqs) != 1 {
+		t.Fatalf("the cast service got %d requests for one create, want 1", len(reqs))
+	}
+	if got := reqs[0].Header.Get("X-Request-Id"); got != "run-test-1" {
+		t.Errorf("X-Request-Id sent to the cast service = %q, want run-test-1", got)
+	}
+	if got := reqs[0].URL.Query()["id"]; !slices.Equal(got, []string{"1", "2"}) {
+		t.Errorf("ids asked of the cast service = %v, want [1 2]", got)
+	}
+
+	resp = send(t, "GET", base+resp.Header.Get("Location"), "", "", nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("GET Location: status %d", resp.StatusCode)
+	}
+	if len(resp.Header.Get("X-Request-Id")) != 32 {
+		t.Errorf("generated X-Request-Id = %q, want 32 hex digits", resp.Header.Get("X-Request-Id"))
+	}
+	if n := len(casts.takeRequests()); n != 0 {
+		t.Errorf("a read made %d requests to the cast service, want none", n)
+	}
+
+	// A movie naming a cast that does not exist: 422 naming it, and nothing written.
+	var problem problemJSON
+	resp = send(t, "POST", base+"/api/v1/movies", `{"name":"Memories of Murder","cast_ids":[1,99]}`, "", &problem)
+	if resp.StatusCode != http.StatusUnprocessableEntity || len(problem.Errors) != 1 || problem.Errors[0].Message != "cast 99 does not exist" {
+		t.Errorf("POST with a missing cast: status %d, problem %+v; want 422 naming cast 99", resp.StatusCode, problem)
+	}
+	if got := moviesNamed("Memories"); len(got) != 0 {
+		t.Errorf("a movie with a missing cast was written: %+v", got)
+	}
+
+	// The cast service goes away: writes that need it get 503 and write nothing; the rest still work.
+	castsSrv.Close()
+	problem = problemJSON{}
+	resp = send(t, "POST", base+"/api/v1/movies", `{"name":"Okja","cast_ids":[1]}`, "run-test-down", &problem)
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(problem.Detail, "cast service is unavailable") {
+		t.Errorf("POST with the cast service down: status %d, problem %+v; want 503", resp.StatusCode, problem)
+	}
+	if got := moviesNamed("Okja"); len(got) != 0 {
+		t.Errorf("a movie was written while its casts could not be checked: %+v", got)
+	}
+	resp = send(t, "PATCH", base+"/api/v1/movies/"+strconv.FormatInt(created.ID, 10), `{"name":"Mother (2009)"}`, "", nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("PATCH that needs no cast check, with the cast service down: status %d", resp.StatusCode)
+	}
+
+	resp, err := http.Get(base + "/livez")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("/livez: status %d", resp.StatusCode)
+	}
+	if err := run(ctx, []string{"movies", "healthcheck"}, func(k string) string { return env[k] }, io.Discard); err != nil {
+		t.Errorf("healthcheck: %v", err)
+	}
+
+	cancel()
+	select {
+	case err := <-runErr:
+		if err != nil {
+			t.Errorf("run after cancel: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not stop after its context was cancelled")
+	}
+
+	// One JSON access-log line per request, with the route pattern and the request id; the cause
+	// of the 503 is logged with the request id too.
+	var found, cause bool
+	for _, line := range strings.Split(logs.String(), "\n") {
+		var entry map[string]any
+		if json.Unmarshal([]byte(line), &entry) != nil {
+			continue
+		}
+		if entry["request_id"] == "run-test-down" && entry["message"] == "cast check failed" {
+			cause = true
+		}
+		if entry["request_id"] != "run-test-1" {
+			continue
+		}
+		found = true
+		want := map[string]any{"method": "POST", "route": "POST /api/v1/movies", "status": float64(201), "message": "request"}
+		got := map[string]any{"method": entry["method"], "route": entry["route"], "status": entry["status"], "message": entry["message"]}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("access log line (-want +got):\n%s", diff)
+		}
+	}
+	if !found {
+		t.Errorf("no access log line with request_id run-test-1 in:\n%s", logs.String())
+	}
+	if !cause {
+		t.Errorf("no log line with the cause of the 503 for request_id run-test-down in:\n%s", logs.String())
+	}
+	if strings.Contains(logs.String(), env["MOVIES_DATABASE_URL"]) {
+		t.Error("the log contains the database URL")
+	}
+	if err := run(context.Background(), []string{"movies", "healthcheck"}, func(k string) string { return env[k] }, io.Discard); err == nil {
+		t.Error("healthcheck succeeded after the service stopped")
+	}
+}
+
+func TestRunConfigErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		env  map[string]string
+		want []string
+	}{
+		{
+			name: "missing and malformed",
+			env:  map[string]string{"MOVIES_ADDR": "8000", "MOVIES_LOG_LEVEL": "loud", "MOVIES_SHUTDOWN_DELAY": "soon"},
+			want: []string{"MOVIES_ADDR", "MOVIES_DATABASE_URL is required", "MOVIES_CASTS_URL is required", "MOVIES_LOG_LEVEL", "MOVIES_SHUTDOWN_DELAY"},
+		},
+		{
+			name: "casts URL and timeout",
+			env: map[string]string{"MOVIES_DATABASE_URL": "postgres://u@127.0.0.1:1/db", "MOVIES_CASTS_URL": "traefik:8082",
+				"MOVIES_CASTS_TIMEOUT": "0s", "MOVIES_SHUTDOWN_TIMEOUT": "-1s"},
+			want: []string{"MOVIES_CASTS_URL is not an absolute http:// or https:// URL", "MOVIES_CASTS_TIMEOUT: must be more than 0", "MOVIES_SHUTDOWN_TIMEOUT"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			err := run(context.Background(), []string{"movies"}, func(k string) string { return tt.env[k] }, io.Discard)
+			if err == nil {
+				t.Fatal("run succeeded with a bad configuration")
+			}
+			for _, name := range tt.want {
+				if !strings.Contains(err.Error(), name) {
+					t.Errorf("error does not name %s:\n%v", name, err)
+				}
+			}
+		})
+	}
+	if err := run(context.Background(), []string{"movies", "serve"}, func(string) string { return "" }, io.Discard); err == nil || errors.Is(err, context.Canceled) {
+		t.Errorf("unknown command: err = %v, want an error", err)
+	}
+}
+
+func TestLoadConfigDefaults(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"MOVIES_DATABASE_URL": "postgres://u@127.0.0.1:5432/db", "MOVIES_CASTS_URL": "http://127.0.0.1:8082"}
+	cfg, err := loadConfig(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		Addr:            ":8000",
+		DatabaseURL:     env["MOVIES_DATABASE_URL"],
+		CastsURL:        env["MOVIES_CASTS_URL"],
+		CastsTimeout:    2 * time.Second,
+		LogLevel:        zerolog.InfoLevel,
+		ShutdownTimeout: 15 * time.Second,
+	}
+	if diff := cmp.Diff(want, cfg); diff != "" {
+		t.Errorf("defaults (-want +got):\n%s", diff)
+	}
+}
