@@ -20,7 +20,7 @@ import (
 var Migrations embed.FS
 
 // migrationLock is the advisory lock key that serialises migrations when several instances start at once.
-const migrationLock = 0x6d6f7669 // "movi"; casts uses "cast", so the two never wait on each other when they share a server
+const migrationLock = 0x6d6f7669 // "movi": not casts' "cast" key, so the two stay apart even if ever run on one database
 
 // Open creates a pool and checks, within timeout, that the database answers.
 func Open(ctx context.Context, url string, timeout time.Duration) (*pgxpool.Pool, error) {
