@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+
+	"github.com/movies-microservices/e2e/stack"
+)
+
+// runExec runs a command against a throwaway PostgreSQL cluster, which it
+// always removes: after the command ends, and on SIGINT or SIGTERM, which it
+// passes on to the command first.
+func runExec(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("exec", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	pgLog := fs.String("pglog", "", "write the PostgreSQL server log to `file`")
+	if err := fs.Parse(args); err != nil {
+		return exitCode(2)
+	}
+	command := fs.Args()
+	if len(command) == 0 {
+		fmt.Fprint(stderr, "stack exec: no command given\n\n"+usage)
+		return exitCode(2)
+	}
+
+	// From here on a signal must not kill us before the cluster is gone.
+	signals := make(chan os.Signal, 4)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(signals)
+
+	opts := stack.PostgresOptions{Progress: stderr}
+	if *pgLog != "" {
+		f, err := os.Create(*pgLog)
+		if err != nil {
+			return fmt.Errorf("stack exec: %w", err)
+		}
+		defer f.Close()
+		opts.Log = f
+	}
+	pg, err := startInterruptibly(ctx, signals, func(ctx context.Context) (*stack.Postgres, error) {
+		return stack.StartPostgres(ctx, opts)
+	})
+	if err != nil {
+		if pg != nil {
+			pg.Stop()
+		}
+		return err
+	}
+
+	cmd := exec.Command(command[0], command[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(), "TEST_DATABASE_URL="+pg.SuperuserURL("postgres"))
+	code := runChild(cmd, signals, stderr)
+	if err := pg.Stop(); err != nil {
+		fmt.Fprintf(stderr, "stack exec: %v\n", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	return exitCode(code)
+}
+
+// startInterruptibly runs start, cancelling it on a signal. It returns what
+// start returned even then, so the caller can stop a cluster that came up
+// just as the signal arrived.
+func startInterruptibly(ctx context.Context, signals <-chan os.Signal, start func(context.Context) (*stack.Postgres, error)) (*stack.Postgres, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		pg  *stack.Postgres
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		pg, err := start(ctx)
+		done <- result{pg, err}
+	}()
+	select {
+	case r := <-done:
+		return r.pg, r.err
+	case sig := <-signals:
+		cancel()
+		r := <-done
+		return r.pg, errors.Join(fmt.Errorf("stack exec: interrupted by %v", sig), r.err)
+	}
+}
+
+// runChild runs cmd to its end, passing signals on, and returns its exit code
+// (128+n when signal n killed it, as shells report it).
+func runChild(cmd *exec.Cmd, signals <-chan os.Signal, stderr io.Writer) int {
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintf(stderr, "stack exec: %v\n", err)
+		return 127
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	for {
+		select {
+		case sig := <-signals:
+			// A Ctrl-C reaches the child from the terminal too; passing it
+			// on matters when only we were signalled (kill, CI timeouts).
+			cmd.Process.Signal(sig)
+		case err := <-waited:
+			return exitStatus(err, stderr)
+		}
+	}
+}
+
+func exitStatus(err error, stderr io.Writer) int {
+	if err == nil {
+		return 0
+	}
+	var exitErr *exec.ExitError
+	if !errors.As(err, &exitErr) {
+		fmt.Fprintf(stderr, "stack exec: %v\n", err)
+		return 1
+	}
+	if ws, ok := exitErr.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return exitErr.ExitCode()
+}

@@ -1,0 +1,74 @@
+// Command stack starts the system's pieces as local processes, without Docker.
+//
+//	go run ./e2e/cmd/stack exec -- <command> [args...]
+//	go run ./e2e/cmd/stack run
+//
+// See usage for the details.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+const usage = `usage: go run ./e2e/cmd/stack <command>
+
+commands:
+  exec [-pglog FILE] -- COMMAND [ARGS...]
+        Start a throwaway PostgreSQL cluster (temp dir, free port), run COMMAND
+        with TEST_DATABASE_URL set to its superuser URL, then remove the
+        cluster, also on Ctrl-C. Exits with COMMAND's exit code.
+        -pglog FILE writes the server's log to FILE.
+
+  run   Start the whole stack from bin/ (make build, make traefik) with its
+        data under .run/, print its URLs and run until Ctrl-C.
+        Environment (defaults in brackets):
+          WEB_PORT [8080]    Traefik public entrypoint
+          ADMIN_PORT [8081]  Traefik API, ping, metrics
+          MESH_PORT [8082]   Traefik entrypoint between services
+          MOVIES_PORT [8000] movies (replica i on MOVIES_PORT+10*i)
+          CASTS_PORT [8001]  casts (replica i on CASTS_PORT+10*i)
+          PG_PORT [5433]     PostgreSQL
+          REPLICAS [1]       replicas of each service (1-9)
+          LOG_LEVEL [info]   log level of both services
+        A port of 0 picks a free one. Delete .run/ to reset all local data.
+`
+
+func main() {
+	err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	var exit exitCode
+	switch {
+	case errors.As(err, &exit):
+		os.Exit(int(exit))
+	case err != nil:
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+// exitCode is returned by exec to pass on its command's exit code silently.
+type exitCode int
+
+func (c exitCode) Error() string { return fmt.Sprintf("exit status %d", int(c)) }
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitCode(2)
+	}
+	switch args[0] {
+	case "exec":
+		return runExec(ctx, args[1:], stderr)
+	case "run":
+		return runStack(ctx, getenv, stdout)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprintf(stderr, "stack: unknown command %q\n\n%s", args[0], usage)
+		return exitCode(2)
+	}
+}

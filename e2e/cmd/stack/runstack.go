@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/movies-microservices/e2e/stack"
+)
+
+// runStack is `make run`: the whole stack with its data under .run/, up until
+// Ctrl-C or SIGTERM, then stopped in order.
+func runStack(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
+	wd, err := os.Getwd()
+	if err != nil {
+		return fmt.Errorf("stack run: %w", err)
+	}
+	root, err := stack.FindRepoRoot(wd)
+	if err != nil {
+		return err
+	}
+	opts, err := stack.OptionsFromEnv(getenv)
+	if err != nil {
+		return err
+	}
+	opts.RepoRoot = root
+	opts.Dir = filepath.Join(root, ".run")
+	opts.Progress = stdout
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	s, err := stack.Start(ctx, opts)
+	if err != nil {
+		if ctx.Err() != nil {
+			return errors.Join(errors.New("stack run: interrupted while starting"), err)
+		}
+		return err
+	}
+	printURLs(stdout, root, s)
+	waitErr := s.Wait(ctx)
+	if waitErr != nil {
+		fmt.Fprintln(stdout, "stack: a process stopped unexpectedly; stopping everything")
+	} else {
+		fmt.Fprintln(stdout, "\nstack: stopping (services, then Traefik, then PostgreSQL)")
+	}
+	return errors.Join(waitErr, s.Stop())
+}
+
+// printURLs says where to go, using localhost as a person would type it.
+func printURLs(w io.Writer, root string, s *stack.Stack) {
+	u := s.URLs()
+	local := func(base string) string {
+		parsed, err := url.Parse(base)
+		if err != nil {
+			return base
+		}
+		return "http://localhost:" + parsed.Port()
+	}
+	gateway, admin := local(u.Gateway), local(u.Admin)
+	db := u.DatabaseAdmin
+	if parsed, err := url.Parse(db); err == nil {
+		db = parsed.Redacted()
+	}
+	rel := func(path string) string {
+		if r, err := filepath.Rel(root, path); err == nil {
+			return r
+		}
+		return path
+	}
+	fmt.Fprintf(w, `
+The stack is up.
+  Movies API         %[1]s/api/v1/movies
+  Casts API          %[1]s/api/v1/casts
+  Movies API docs    %[1]s/api/v1/movies/docs
+  Casts API docs     %[1]s/api/v1/casts/docs
+  Traefik routers    %[2]s/api/http/routers   (also /api/http/services, /ping, /metrics)
+  Traefik dashboard  only with `+"`docker compose up`"+`: bin/traefik has no web UI (its Go
+                     module ships none); the API above is the same data
+  Services directly  movies %[3]s, casts %[4]s
+  PostgreSQL         %[5]s (passwords in %[6]s)
+  Logs               %[7]s/
+Press Ctrl-C to stop. Data survives restarts; delete %[8]s/ to reset it.
+`, gateway, admin, joinLocal(u.Movies, local), joinLocal(u.Casts, local), db,
+		rel(filepath.Join(root, ".run", "secrets.env")), rel(s.LogDir()), rel(filepath.Join(root, ".run")))
+}
+
+func joinLocal(urls []string, local func(string) string) string {
+	out := ""
+	for i, u := range urls {
+		if i > 0 {
+			out += " "
+		}
+		out += local(u)
+	}
+	if out == "" {
+		return "(none)"
+	}
+	return out
+}

@@ -1,0 +1,12 @@
+// Package stack starts the pieces of the system as local processes, without
+// Docker: a PostgreSQL cluster made with initdb from the server binaries on the
+// machine, the casts and movies services built into bin/, and Traefik built
+// into bin/traefik with the file provider.
+//
+// It serves three callers: `make test` (a throwaway cluster for integration
+// tests, see StartPostgres), `make run` (a persistent stack under .run/, see
+// Start with Options.Dir) and the e2e suite (a throwaway stack on free ports).
+//
+// Passwords are generated, stored with mode 0600 for persistent stacks, and
+// never written to any log or progress output.
+package stack

@@ -1,0 +1,52 @@
+package stack
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Environment variables that configure `make run`. Port errors name them, so
+// that a person knows what to change.
+const (
+	EnvWebPort      = "WEB_PORT"
+	EnvAdminPort    = "ADMIN_PORT"
+	EnvMeshPort     = "MESH_PORT"
+	EnvMoviesPort   = "MOVIES_PORT"
+	EnvCastsPort    = "CASTS_PORT"
+	EnvPostgresPort = "PG_PORT"
+	EnvReplicas     = "REPLICAS"
+	EnvLogLevel     = "LOG_LEVEL"
+)
+
+// OptionsFromEnv reads ports, replicas and log level from the variables
+// above, starting from DefaultPorts, one replica and level "info". It reports
+// every bad value at once. The caller sets RepoRoot, Dir and the writers.
+func OptionsFromEnv(getenv func(string) string) (Options, error) {
+	opts := Options{Ports: DefaultPorts(), Replicas: 1, LogLevel: "info"}
+	var errs []error
+	intVar := func(key string, dst *int, min, max int) {
+		v := strings.TrimSpace(getenv(key))
+		if v == "" {
+			return
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < min || n > max {
+			errs = append(errs, fmt.Errorf("stack: %s=%q: want a whole number from %d to %d", key, v, min, max))
+			return
+		}
+		*dst = n
+	}
+	intVar(EnvWebPort, &opts.Ports.Web, 0, 65535)
+	intVar(EnvAdminPort, &opts.Ports.Admin, 0, 65535)
+	intVar(EnvMeshPort, &opts.Ports.Mesh, 0, 65535)
+	intVar(EnvMoviesPort, &opts.Ports.Movies, 0, 65535)
+	intVar(EnvCastsPort, &opts.Ports.Casts, 0, 65535)
+	intVar(EnvPostgresPort, &opts.Ports.Postgres, 0, 65535)
+	intVar(EnvReplicas, &opts.Replicas, 1, 9)
+	if v := strings.TrimSpace(getenv(EnvLogLevel)); v != "" {
+		opts.LogLevel = v
+	}
+	return opts, errors.Join(errs...)
+}

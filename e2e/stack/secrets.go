@@ -1,0 +1,117 @@
+package stack
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Secrets are the passwords of a stack's PostgreSQL cluster.
+type Secrets struct {
+	Superuser string // role "postgres"
+	Casts     string // role "casts"
+	Movies    string // role "movies"
+}
+
+// String keeps the passwords out of anything that prints Secrets.
+func (Secrets) String() string { return "stack.Secrets{<redacted>}" }
+
+// GoString does the same for %#v.
+func (s Secrets) GoString() string { return s.String() }
+
+// Keys of the secrets file.
+const (
+	secretSuperuser = "PG_SUPERUSER_PASSWORD"
+	secretCasts     = "CASTS_DB_PASSWORD"
+	secretMovies    = "MOVIES_DB_PASSWORD"
+)
+
+// NewSecrets generates fresh passwords.
+func NewSecrets() Secrets {
+	return Secrets{Superuser: rand.Text(), Casts: rand.Text(), Movies: rand.Text()}
+}
+
+// LoadOrCreateSecrets reads the passwords kept in path (KEY=value lines),
+// generating and saving any that are missing, so they are made once and then
+// reused. The file is kept at mode 0600.
+func LoadOrCreateSecrets(path string) (Secrets, error) {
+	values, err := readSecretsFile(path)
+	if err != nil {
+		return Secrets{}, err
+	}
+	changed := false
+	get := func(key string) string {
+		if values[key] == "" {
+			values[key] = rand.Text()
+			changed = true
+		}
+		return values[key]
+	}
+	s := Secrets{Superuser: get(secretSuperuser), Casts: get(secretCasts), Movies: get(secretMovies)}
+	if changed {
+		return s, writeSecretsFile(path, s)
+	}
+	// Tighten a file someone loosened: it holds passwords.
+	if err := os.Chmod(path, 0o600); err != nil {
+		return Secrets{}, fmt.Errorf("stack: restrict %s to its owner: %w", path, err)
+	}
+	return s, nil
+}
+
+func readSecretsFile(path string) (map[string]string, error) {
+	values := make(map[string]string)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return values, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("stack: read secrets: %w", err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		key, value, ok := strings.Cut(line, "=")
+		if !ok {
+			// The line is not echoed: it may be a password.
+			return nil, fmt.Errorf("stack: %s: a line is not KEY=value; fix it or delete the file (with .run/postgres, which needs these passwords)", path)
+		}
+		values[strings.TrimSpace(key)] = strings.TrimSpace(value)
+	}
+	return values, nil
+}
+
+// writeSecretsFile writes through a temp file and a rename, so a crash never
+// leaves half a file and the passwords are never readable by others.
+func writeSecretsFile(path string, s Secrets) error {
+	content := fmt.Sprintf(`# Passwords of the local PostgreSQL cluster, generated once by the e2e stack.
+# Deleting this file without deleting the cluster makes the cluster unusable.
+%s=%s
+%s=%s
+%s=%s
+`, secretSuperuser, s.Superuser, secretCasts, s.Casts, secretMovies, s.Movies)
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".secrets-*")
+	if err != nil {
+		return fmt.Errorf("stack: write secrets: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.WriteString(content); err != nil {
+		tmp.Close()
+		return fmt.Errorf("stack: write secrets: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("stack: write secrets: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("stack: write secrets: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,507 @@
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Options configure Start.
+type Options struct {
+	// RepoRoot is the repository root (see FindRepoRoot): it holds bin/ and
+	// traefik/dynamic. Required.
+	RepoRoot string
+	// Dir keeps state between runs: the cluster in Dir/postgres, its
+	// passwords in Dir/secrets.env, logs in Dir/logs. Empty means a
+	// throwaway stack: everything in temp directories removed by Stop.
+	Dir string
+	// Ports to listen on; zero ports are picked free. DefaultPorts gives
+	// those of `make run`.
+	Ports Ports
+	// Replicas of each service; zero means 1.
+	Replicas int
+	// LogLevel of both services; empty means "info".
+	LogLevel string
+	// LogDir receives one log file per process (casts.log, casts-2.log,
+	// movies.log, postgres.log, traefik.log, traefik-access.log). Empty
+	// means Dir/logs, or a temp directory for a throwaway stack.
+	LogDir string
+	// LogOutput, if set, also receives every process's output, each line
+	// prefixed with the process name: handy in tests, whose temp logs vanish.
+	LogOutput io.Writer
+	// Progress receives a line as each part comes up; nil discards them.
+	Progress io.Writer
+	// ReadyTimeout bounds the wait for each part to become healthy; zero
+	// means one minute.
+	ReadyTimeout time.Duration
+	// Binaries override the programs started; empty fields mean RepoRoot/bin/...
+	Binaries Binaries
+}
+
+// Binaries are the programs a stack starts.
+type Binaries struct {
+	Casts, Movies, Traefik string
+}
+
+// URLs tell where the parts of a running stack listen.
+type URLs struct {
+	Gateway string   // Traefik "web" entrypoint, e.g. http://127.0.0.1:8080
+	Admin   string   // Traefik API, ping and metrics, e.g. http://127.0.0.1:8081
+	Mesh    string   // Traefik "mesh" entrypoint, e.g. http://127.0.0.1:8082
+	Movies  []string // each movies replica, directly
+	Casts   []string // each casts replica, directly
+	// DatabaseAdmin is the superuser URL of the cluster. For a persistent
+	// stack it holds the password: print it with url.URL.Redacted.
+	DatabaseAdmin string
+}
+
+// Service names, for StopService and StartService.
+const (
+	ServiceCasts  = "casts"
+	ServiceMovies = "movies"
+)
+
+// Stack is a running set of local processes: PostgreSQL, both services and
+// Traefik.
+type Stack struct {
+	opts    Options
+	tempDir string // removed by Stop; empty for a persistent stack
+	logDir  string
+	pgLog   *os.File
+	pg      *Postgres
+	traefik *process
+	urls    URLs
+	crashed chan error
+
+	mu       sync.Mutex // guards the services' replicas
+	services []*service // in start order: casts before movies, which needs it
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// Start brings the whole stack up and returns once every part is healthy:
+// PostgreSQL accepts connections, each service replica answers /readyz, and
+// Traefik lists its four routers with every server UP. On error, whatever had
+// started is stopped again.
+func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
+	opts = opts.withDefaults()
+	if err := opts.checkFiles(); err != nil {
+		return nil, err
+	}
+	s := &Stack{opts: opts, crashed: make(chan error, 16)}
+	defer func() {
+		if err != nil {
+			s.Stop()
+		}
+	}()
+	if err := s.prepareDirs(); err != nil {
+		return nil, err
+	}
+	secrets, err := s.secrets()
+	if err != nil {
+		return nil, err
+	}
+	moviesPorts, castsPorts, err := s.resolvePorts()
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(s.opts.Progress, "stack: logs in %s\n", s.logDir)
+	if err := s.startPostgres(ctx, secrets); err != nil {
+		return nil, err
+	}
+	s.services = []*service{
+		s.castsService(castsPorts, secrets.Casts),
+		s.moviesService(moviesPorts, secrets.Movies),
+	}
+	for _, svc := range s.services {
+		if err := s.startService(ctx, svc, true); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.startTraefik(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (o Options) withDefaults() Options {
+	if o.Replicas == 0 {
+		o.Replicas = 1
+	}
+	if o.LogLevel == "" {
+		o.LogLevel = "info"
+	}
+	if o.ReadyTimeout == 0 {
+		o.ReadyTimeout = time.Minute
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	if o.LogOutput != nil {
+		o.LogOutput = &lockedWriter{w: o.LogOutput}
+	}
+	bin := func(path *string, name string) {
+		if *path == "" {
+			*path = filepath.Join(o.RepoRoot, "bin", name)
+		}
+	}
+	bin(&o.Binaries.Casts, "casts")
+	bin(&o.Binaries.Movies, "movies")
+	bin(&o.Binaries.Traefik, "traefik")
+	return o
+}
+
+// checkFiles fails early, before anything starts, naming the make target
+// that builds whatever is missing.
+func (o Options) checkFiles() error {
+	if o.RepoRoot == "" {
+		return errors.New("stack: Options.RepoRoot is required (see FindRepoRoot)")
+	}
+	var errs []error
+	need := func(path, how string) {
+		if !isExecutable(path) {
+			errs = append(errs, fmt.Errorf("stack: %s not found or not executable: %s", path, how))
+		}
+	}
+	need(o.Binaries.Casts, "build the services with `make build`")
+	need(o.Binaries.Movies, "build the services with `make build`")
+	need(o.Binaries.Traefik, "build it with `make traefik` (the first build takes about 10 minutes)")
+	if info, err := os.Stat(o.dynamicDir()); err != nil || !info.IsDir() {
+		errs = append(errs, fmt.Errorf("stack: %s not found: Traefik's file-provider configuration is missing", o.dynamicDir()))
+	}
+	return errors.Join(errs...)
+}
+
+func (o Options) dynamicDir() string { return filepath.Join(o.RepoRoot, "traefik", "dynamic") }
+
+func (s *Stack) prepareDirs() error {
+	if s.opts.Dir == "" {
+		dir, err := os.MkdirTemp("", "stack-")
+		if err != nil {
+			return fmt.Errorf("stack: create temp directory: %w", err)
+		}
+		s.tempDir = dir
+	} else {
+		dir, err := filepath.Abs(s.opts.Dir)
+		if err != nil {
+			return fmt.Errorf("stack: %w", err)
+		}
+		s.opts.Dir = dir
+		// Searchable by others: PostgreSQL, run as another user, goes through it.
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("stack: create %s: %w", dir, err)
+		}
+	}
+	s.logDir = s.opts.LogDir
+	if s.logDir == "" {
+		s.logDir = filepath.Join(s.stateDir(), "logs")
+	}
+	if err := os.MkdirAll(s.logDir, 0o755); err != nil {
+		return fmt.Errorf("stack: create log directory: %w", err)
+	}
+	return nil
+}
+
+// stateDir is Dir, or the temp directory of a throwaway stack.
+func (s *Stack) stateDir() string {
+	if s.tempDir != "" {
+		return s.tempDir
+	}
+	return s.opts.Dir
+}
+
+// secrets are generated for each throwaway stack (whose superuser needs no
+// password), and made once then reused for a persistent one.
+func (s *Stack) secrets() (Secrets, error) {
+	if s.opts.Dir == "" {
+		sec := NewSecrets()
+		sec.Superuser = ""
+		return sec, nil
+	}
+	path := filepath.Join(s.opts.Dir, "secrets.env")
+	_, errSecrets := os.Stat(path)
+	_, errCluster := os.Stat(filepath.Join(s.opts.Dir, "postgres", "data", "PG_VERSION"))
+	if errors.Is(errSecrets, fs.ErrNotExist) && errCluster == nil {
+		return Secrets{}, fmt.Errorf("stack: %s holds a PostgreSQL cluster but %s, with its passwords, is gone: "+
+			"delete %s to start afresh (this deletes the local data)", filepath.Join(s.opts.Dir, "postgres"), path, s.opts.Dir)
+	}
+	return LoadOrCreateSecrets(path)
+}
+
+// resolvePorts fixes every port before anything starts, so that a port in
+// use is reported at once, naming the variable that moves it.
+func (s *Stack) resolvePorts() (movies, casts []int, err error) {
+	p := &s.opts.Ports
+	claims := []portClaim{
+		{&p.Web, "Traefik entrypoint web", EnvWebPort},
+		{&p.Admin, "Traefik entrypoint traefik (API)", EnvAdminPort},
+		{&p.Mesh, "Traefik entrypoint mesh", EnvMeshPort},
+		{&p.Postgres, "PostgreSQL", EnvPostgresPort},
+	}
+	movies = replicaPorts(p.Movies, s.opts.Replicas)
+	casts = replicaPorts(p.Casts, s.opts.Replicas)
+	claims = append(claims, replicaClaims(movies, ServiceMovies, EnvMoviesPort)...)
+	claims = append(claims, replicaClaims(casts, ServiceCasts, EnvCastsPort)...)
+	return movies, casts, resolvePorts(claims)
+}
+
+func replicaPorts(first, replicas int) []int {
+	ports := make([]int, replicas)
+	for i := range ports {
+		if first != 0 {
+			ports[i] = first + i*replicaPortStep
+		}
+	}
+	return ports
+}
+
+func replicaClaims(ports []int, name, env string) []portClaim {
+	claims := make([]portClaim, len(ports))
+	for i := range ports {
+		claims[i] = portClaim{port: &ports[i], what: name, env: env}
+		if i > 0 {
+			claims[i].what = fmt.Sprintf("%s replica %d", name, i+1)
+			claims[i].env = fmt.Sprintf("%s (replica %d uses %s+%d)", env, i+1, env, i*replicaPortStep)
+		}
+	}
+	return claims
+}
+
+func (s *Stack) startPostgres(ctx context.Context, secrets Secrets) error {
+	f, err := os.OpenFile(filepath.Join(s.logDir, "postgres.log"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("stack: open PostgreSQL log: %w", err)
+	}
+	s.pgLog = f
+	opts := PostgresOptions{
+		Port:              s.opts.Ports.Postgres,
+		SuperuserPassword: secrets.Superuser,
+		Log:               s.logWriter("postgres", f),
+		Progress:          s.opts.Progress,
+		StartTimeout:      s.opts.ReadyTimeout,
+	}
+	if s.opts.Dir != "" {
+		opts.Dir = filepath.Join(s.opts.Dir, "postgres")
+	}
+	if s.pg, err = StartPostgres(ctx, opts); err != nil {
+		return err
+	}
+	s.watch(s.pg.proc)
+	s.urls.DatabaseAdmin = s.pg.SuperuserURL("postgres")
+
+	dbs := []Database{{Name: ServiceCasts, Password: secrets.Casts}, {Name: ServiceMovies, Password: secrets.Movies}}
+	if err := Provision(ctx, s.pg.SuperuserURL("postgres"), dbs...); err != nil {
+		return err
+	}
+	fmt.Fprintf(s.opts.Progress, "postgres: databases casts and movies ready, each open only to its own role\n")
+	return nil
+}
+
+func (s *Stack) castsService(ports []int, password string) *service {
+	dbURL := s.pg.URL(ServiceCasts, password, ServiceCasts)
+	return &service{
+		name: ServiceCasts, binary: s.opts.Binaries.Casts, ports: ports, portEnv: EnvCastsPort,
+		env: func(addr string) []string {
+			return []string{"CASTS_ADDR=" + addr, "CASTS_DATABASE_URL=" + dbURL, "CASTS_LOG_LEVEL=" + s.opts.LogLevel}
+		},
+	}
+}
+
+// moviesService reaches casts only through Traefik's mesh entrypoint, as in
+// production: retries and the circuit breaker live there.
+func (s *Stack) moviesService(ports []int, password string) *service {
+	dbURL := s.pg.URL(ServiceMovies, password, ServiceMovies)
+	castsURL := "http://" + hostPort(s.opts.Ports.Mesh)
+	return &service{
+		name: ServiceMovies, binary: s.opts.Binaries.Movies, ports: ports, portEnv: EnvMoviesPort,
+		env: func(addr string) []string {
+			return []string{"MOVIES_ADDR=" + addr, "MOVIES_DATABASE_URL=" + dbURL, "MOVIES_CASTS_URL=" + castsURL, "MOVIES_LOG_LEVEL=" + s.opts.LogLevel}
+		},
+	}
+}
+
+func (s *Stack) startService(ctx context.Context, svc *service, fresh bool) error {
+	err := svc.start(ctx, s.logFiles(fresh), s.opts.ReadyTimeout, s.opts.Progress)
+	for _, p := range svc.replicas {
+		s.watch(p)
+	}
+	return err
+}
+
+func (s *Stack) startTraefik(ctx context.Context) error {
+	cfg := traefikConfig{
+		dynamicDir: s.opts.dynamicDir(),
+		accessLog:  filepath.Join(s.logDir, "traefik-access.log"),
+		ports:      s.opts.Ports,
+	}
+	for _, svc := range s.services {
+		switch svc.name {
+		case ServiceCasts:
+			cfg.casts = svc.URLs()
+		case ServiceMovies:
+			cfg.movies = svc.URLs()
+		}
+	}
+	log, closeLog, err := s.logFiles(true)("traefik")
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(s.opts.Binaries.Traefik, cfg.args()...)
+	cmd.Dir = s.opts.RepoRoot
+	cmd.Env = cfg.env()
+	cmd.SysProcAttr = childAttr(syscall.SIGTERM)
+	if s.traefik, err = startProcess("traefik", cmd, log); err != nil {
+		closeLog()
+		return err
+	}
+	go func() { <-s.traefik.done; closeLog() }()
+	s.watch(s.traefik)
+
+	s.urls.Gateway = "http://" + hostPort(s.opts.Ports.Web)
+	s.urls.Admin = "http://" + hostPort(s.opts.Ports.Admin)
+	s.urls.Mesh = "http://" + hostPort(s.opts.Ports.Mesh)
+	s.urls.Casts, s.urls.Movies = cfg.casts, cfg.movies
+	servers := append(append([]string(nil), cfg.casts...), cfg.movies...)
+	if err := waitTraefikReady(ctx, s.urls.Admin, servers, s.traefik, s.opts.ReadyTimeout); err != nil {
+		return err
+	}
+	fmt.Fprintf(s.opts.Progress, "traefik: ready on %s (routers %v, every server UP)\n", s.urls.Gateway, wantRouters)
+	return nil
+}
+
+// logFiles opens NAME.log in the log directory, emptied on a fresh start and
+// appended to on a restart, plus LogOutput if set.
+func (s *Stack) logFiles(fresh bool) processLogs {
+	return func(name string) (io.Writer, func() error, error) {
+		flags := os.O_CREATE | os.O_WRONLY | os.O_APPEND
+		if fresh {
+			flags |= os.O_TRUNC
+		}
+		f, err := os.OpenFile(filepath.Join(s.logDir, name+".log"), flags, 0o644)
+		if err != nil {
+			return nil, nil, fmt.Errorf("stack: open log of %s: %w", name, err)
+		}
+		return s.logWriter(name, f), f.Close, nil
+	}
+}
+
+func (s *Stack) logWriter(name string, f *os.File) io.Writer {
+	if s.opts.LogOutput == nil {
+		return f
+	}
+	return io.MultiWriter(f, &prefixWriter{prefix: "[" + name + "] ", w: s.opts.LogOutput})
+}
+
+// watch reports p on the crashed channel if it exits without being asked to.
+func (s *Stack) watch(p *process) {
+	go func() {
+		<-p.done
+		if p.stopping.Load() {
+			return
+		}
+		select {
+		case s.crashed <- p.exitError():
+		default:
+		}
+	}()
+}
+
+// URLs tells where the parts listen.
+func (s *Stack) URLs() URLs {
+	u := s.urls
+	u.Movies = append([]string(nil), u.Movies...)
+	u.Casts = append([]string(nil), u.Casts...)
+	return u
+}
+
+// LogDir is the directory holding the processes' log files.
+func (s *Stack) LogDir() string { return s.logDir }
+
+// Wait blocks until ctx is done, returning nil, or until a process of the
+// stack exits without being asked to, returning an error with its last log lines.
+func (s *Stack) Wait(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-s.crashed:
+		return err
+	}
+}
+
+// StopService stops every replica of service name ("casts" or "movies"),
+// leaving the rest of the stack running: Traefik then finds them down.
+func (s *Stack) StopService(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	svc, err := s.service(name)
+	if err != nil {
+		return err
+	}
+	return svc.stop()
+}
+
+// StartService starts again the replicas of a service stopped by StopService,
+// on the same ports, and waits until they are ready.
+func (s *Stack) StartService(ctx context.Context, name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	svc, err := s.service(name)
+	if err != nil {
+		return err
+	}
+	if len(svc.replicas) > 0 {
+		return fmt.Errorf("stack: %s is already running", name)
+	}
+	return s.startService(ctx, svc, false)
+}
+
+func (s *Stack) service(name string) (*service, error) {
+	for _, svc := range s.services {
+		if svc.name == name {
+			return svc, nil
+		}
+	}
+	return nil, fmt.Errorf("stack: no service %q (want %q or %q)", name, ServiceCasts, ServiceMovies)
+}
+
+// Stop stops everything in dependency order: the services (movies first, as
+// it calls casts), then Traefik, then PostgreSQL; then removes a throwaway
+// stack's files. It is safe to call more than once.
+func (s *Stack) Stop() error {
+	s.stopOnce.Do(func() {
+		var errs []error
+		s.mu.Lock()
+		for i := len(s.services) - 1; i >= 0; i-- {
+			errs = append(errs, s.services[i].stop())
+		}
+		s.mu.Unlock()
+		if s.traefik != nil {
+			errs = append(errs, s.traefik.stop(syscall.SIGTERM, 15*time.Second))
+		}
+		if s.pg != nil {
+			errs = append(errs, s.pg.Stop())
+		}
+		if s.pgLog != nil {
+			s.pgLog.Close()
+		}
+		if s.tempDir != "" {
+			if err := os.RemoveAll(s.tempDir); err != nil {
+				errs = append(errs, fmt.Errorf("stack: remove %s: %w", s.tempDir, err))
+			}
+		}
+		s.stopErr = errors.Join(errs...)
+		if s.pg != nil {
+			fmt.Fprintln(s.opts.Progress, "stack: stopped")
+		}
+	})
+	return s.stopErr
+}

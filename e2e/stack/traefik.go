@@ -1,0 +1,202 @@
+package stack
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Routers the file provider must define, as Traefik's API names them.
+var wantRouters = []string{"movies@file", "casts@file", "movies-mesh@file", "casts-mesh@file"}
+
+// Variables that traefik/dynamic/routers.yml reads (through the file
+// provider's Go templates) for the servers of each service.
+const (
+	envStackCastsURLs  = "STACK_CASTS_URLS"
+	envStackMoviesURLs = "STACK_MOVIES_URLS"
+)
+
+// traefikConfig is what a local Traefik needs to know.
+type traefikConfig struct {
+	dynamicDir string // absolute traefik/dynamic
+	accessLog  string // file for the JSON access log
+	ports      Ports
+	casts      []string // base URLs of the casts replicas
+	movies     []string // base URLs of the movies replicas
+}
+
+// args is the whole static configuration as flags: Traefik takes its static
+// configuration from one source only (file, flags or environment), and flags
+// keep everything that varies per run in one place.
+func (c traefikConfig) args() []string {
+	return []string{
+		"--entrypoints.web.address=" + hostPort(c.ports.Web),
+		"--entrypoints.traefik.address=" + hostPort(c.ports.Admin),
+		"--entrypoints.mesh.address=" + hostPort(c.ports.Mesh),
+		"--api.insecure=true",
+		// bin/traefik has no built web UI (Traefik's Go module ships none):
+		// asking for the dashboard only logs an error at every start.
+		"--api.dashboard=false",
+		"--ping=true",
+		"--metrics.prometheus=true",
+		"--accesslog=true",
+		"--accesslog.format=json",
+		"--accesslog.filepath=" + c.accessLog,
+		"--log.level=INFO",
+		// Its log goes to a file, where colour codes are noise.
+		"--log.nocolor=true",
+		"--providers.file.directory=" + c.dynamicDir,
+		"--providers.file.watch=true",
+		// A local run has no business calling home.
+		"--global.checknewversion=false",
+		"--global.sendanonymoususage=false",
+	}
+}
+
+// env is our environment without TRAEFIK_* variables (Traefik would read
+// them as a second static configuration) plus the replicas' URLs.
+func (c traefikConfig) env() []string {
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		return strings.HasPrefix(strings.ToUpper(kv), "TRAEFIK_")
+	})
+	return append(env,
+		envStackCastsURLs+"="+strings.Join(c.casts, ","),
+		envStackMoviesURLs+"="+strings.Join(c.movies, ","),
+	)
+}
+
+// Parts of Traefik's API answers that we read.
+type (
+	traefikRouter struct {
+		Name   string   `json:"name"`
+		Status string   `json:"status"`
+		Error  []string `json:"error"`
+	}
+	traefikService struct {
+		Name         string            `json:"name"`
+		ServerStatus map[string]string `json:"serverStatus"`
+	}
+)
+
+// waitTraefikReady polls Traefik's API until it answers /ping, lists every
+// router in wantRouters as enabled, and reports every server in servers UP;
+// or until p exits or timeout passes. The error says what was still missing.
+func waitTraefikReady(ctx context.Context, adminURL string, servers []string, p *process, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	client := &http.Client{Timeout: 2 * time.Second}
+	var last error
+	for {
+		if p != nil && p.exited() {
+			return p.exitError()
+		}
+		last = checkTraefik(ctx, client, adminURL, servers)
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return fmt.Errorf("stack: waiting for traefik: %w", ctx.Err())
+			}
+			msg := fmt.Sprintf("stack: traefik not ready within %s: %v", timeout, last)
+			if p != nil {
+				msg += "; last log lines:\n" + p.tail.lastLines(20)
+			}
+			return fmt.Errorf("%s", msg)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func checkTraefik(ctx context.Context, client *http.Client, adminURL string, servers []string) error {
+	status, err := httpStatus(ctx, client, adminURL+"/ping")
+	if err != nil {
+		return fmt.Errorf("GET /ping: %w", err)
+	}
+	if status != http.StatusOK {
+		return fmt.Errorf("GET /ping answered %d", status)
+	}
+	var routers []traefikRouter
+	if err := getJSON(ctx, client, adminURL+"/api/http/routers", &routers); err != nil {
+		return err
+	}
+	if err := checkRouters(routers); err != nil {
+		return err
+	}
+	var services []traefikService
+	if err := getJSON(ctx, client, adminURL+"/api/http/services", &services); err != nil {
+		return err
+	}
+	return checkServers(services, servers)
+}
+
+func checkRouters(routers []traefikRouter) error {
+	byName := make(map[string]traefikRouter, len(routers))
+	for _, r := range routers {
+		byName[r.Name] = r
+	}
+	var problems []string
+	for _, name := range wantRouters {
+		r, ok := byName[name]
+		switch {
+		case !ok:
+			problems = append(problems, "router "+name+" missing (check traefik/dynamic)")
+		case r.Status != "enabled":
+			problems = append(problems, fmt.Sprintf("router %s is %s: %s", name, r.Status, strings.Join(r.Error, "; ")))
+		}
+	}
+	if problems != nil {
+		return fmt.Errorf("%s", strings.Join(problems, ", "))
+	}
+	return nil
+}
+
+// checkServers wants each server URL reported UP by some service: a server
+// missing from every service means routers.yml did not get our URLs.
+func checkServers(services []traefikService, servers []string) error {
+	status := make(map[string]string)
+	for _, s := range services {
+		for url, st := range s.ServerStatus {
+			status[strings.TrimSuffix(url, "/")] = st
+		}
+	}
+	var problems []string
+	for _, url := range servers {
+		switch st, ok := status[url]; {
+		case !ok:
+			problems = append(problems, "server "+url+" not in any service (is STACK_*_URLS used by routers.yml?)")
+		case st != "UP":
+			problems = append(problems, "server "+url+" is "+st)
+		}
+	}
+	if problems != nil {
+		return fmt.Errorf("%s", strings.Join(problems, ", "))
+	}
+	return nil
+}
+
+func getJSON(ctx context.Context, client *http.Client, url string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s answered %d", url, resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("GET %s: decode: %w", url, err)
+	}
+	return nil
+}
