@@ -257,29 +257,32 @@ func TestCastErrors(t *testing.T) {
 			}},
 		},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			resp := do(t, h, tt.req)
-			if got := resp.Header.Get("Content-Type"); got != "application/problem+json" {
-				t.Errorf("Content-Type = %q, want application/problem+json", got)
-			}
-			if got := resp.Header.Get("Allow"); got != tt.allow {
-				t.Errorf("Allow = %q, want %q", got, tt.allow)
-			}
-			want := tt.want
-			want.Type = "about:blank"
-			want.Title = http.StatusText(want.Status)
-			want.Instance = strings.SplitN(tt.req.path, "?", 2)[0]
-			got := decode[problemJSON](t, resp)
-			if diff := cmp.Diff(want, got, cmpopts.SortSlices(func(a, b api.FieldError) bool { return a.Field < b.Field })); diff != "" {
-				t.Errorf("%s %s: problem (-want +got):\n%s", tt.req.method, tt.req.path, diff)
-			}
-			if resp.StatusCode != want.Status {
-				t.Errorf("status = %d, want %d", resp.StatusCode, want.Status)
-			}
-		})
-	}
+	// The group ends only when every parallel subtest has, so the check after it sees their effect.
+	t.Run("group", func(t *testing.T) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				t.Parallel()
+				resp := do(t, h, tt.req)
+				if got := resp.Header.Get("Content-Type"); got != "application/problem+json" {
+					t.Errorf("Content-Type = %q, want application/problem+json", got)
+				}
+				if got := resp.Header.Get("Allow"); got != tt.allow {
+					t.Errorf("Allow = %q, want %q", got, tt.allow)
+				}
+				want := tt.want
+				want.Type = "about:blank"
+				want.Title = http.StatusText(want.Status)
+				want.Instance = strings.SplitN(tt.req.path, "?", 2)[0]
+				got := decode[problemJSON](t, resp)
+				if diff := cmp.Diff(want, got, cmpopts.SortSlices(func(a, b api.FieldError) bool { return a.Field < b.Field })); diff != "" {
+					t.Errorf("%s %s: problem (-want +got):\n%s", tt.req.method, tt.req.path, diff)
+				}
+				if resp.StatusCode != want.Status {
+					t.Errorf("status = %d, want %d", resp.StatusCode, want.Status)
+				}
+			})
+		}
+	})
 
 	// None of the bad writes above may have changed the cast.
 	got := decode[castJSON](t, do(t, h, request{method: "GET", path: item}))
