@@ -1,0 +1,128 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// traefikRouter is the part of Traefik's /api/http/routers answer the tests read.
+type traefikRouter struct {
+	Name        string   `json:"name"`
+	Rule        string   `json:"rule"`
+	EntryPoints []string `json:"entryPoints"`
+	Status      string   `json:"status"`
+	Service     string   `json:"service"`
+}
+
+type traefikService struct {
+	Name         string            `json:"name"`
+	ServerStatus map[string]string `json:"serverStatus"`
+}
+
+func getAdmin(t *testing.T, path string, v any) {
+	t.Helper()
+	if suite.admin == "" {
+		t.Skip("E2E_ADMIN_URL is not set: Traefik's API is not reachable")
+	}
+	resp, err := plainClient.Get(suite.admin + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: status %d", path, resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+}
+
+func TestGatewayRoutersHealthy(t *testing.T) {
+	t.Parallel()
+	var routers []traefikRouter
+	getAdmin(t, "/api/http/routers", &routers)
+	want := map[string]string{
+		"movies":      "web|PathPrefix(`/api/v1/movies`)",
+		"casts":       "web|PathPrefix(`/api/v1/casts`)",
+		"movies-mesh": "mesh|PathPrefix(`/api/v1/movies`)",
+		"casts-mesh":  "mesh|PathPrefix(`/api/v1/casts`)",
+	}
+	got := map[string]string{}
+	for _, r := range routers {
+		name, _, _ := strings.Cut(r.Name, "@")
+		if _, ok := want[name]; ok {
+			got[name] = strings.Join(r.EntryPoints, ",") + "|" + r.Rule
+			if r.Status != "enabled" {
+				t.Errorf("router %s is %s", r.Name, r.Status)
+			}
+		}
+	}
+	for name, w := range want {
+		if got[name] != w {
+			t.Errorf("router %s = %q, want %q", name, got[name], w)
+		}
+	}
+
+	var services []traefikService
+	getAdmin(t, "/api/http/services", &services)
+	for _, name := range []string{"movies", "casts"} {
+		i := slices.IndexFunc(services, func(s traefikService) bool { return strings.HasPrefix(s.Name, name+"@") })
+		if i < 0 {
+			t.Errorf("service %s is not in Traefik's API", name)
+			continue
+		}
+		if len(services[i].ServerStatus) == 0 {
+			t.Errorf("service %s has no servers", name)
+		}
+		for server, status := range services[i].ServerStatus {
+			if status != "UP" {
+				t.Errorf("service %s server %s is %s", name, server, status)
+			}
+		}
+	}
+}
+
+// The movie service must reach casts only through Traefik's mesh entrypoint: its cast check
+// shows up in Traefik's access log on that entrypoint.
+func TestMovieCastCheckGoesThroughMesh(t *testing.T) {
+	t.Parallel()
+	if suite.stack == nil {
+		t.Skip("reads Traefik's access log, which only the suite's own stack writes to a known place")
+	}
+	c := createCast(t, unique("Mesh Cast"))
+	createMovie(t, movie{Name: unique("Mesh Movie"), CastIDs: []int64{c.ID}})
+
+	logPath := filepath.Join(suite.stack.LogDir(), "traefik-access.log")
+	waitFor(t, "the cast check in Traefik's access log", 10*time.Second, func() error {
+		f, err := os.Open(logPath)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
+		for sc.Scan() {
+			var entry struct {
+				EntryPointName string `json:"entryPointName"`
+				RequestPath    string `json:"RequestPath"`
+				RouterName     string `json:"RouterName"`
+			}
+			if json.Unmarshal(sc.Bytes(), &entry) != nil {
+				continue
+			}
+			if entry.EntryPointName == "mesh" && strings.HasPrefix(entry.RequestPath, "/api/v1/casts?") &&
+				strings.Contains(entry.RequestPath, "id="+itoa(c.ID)) {
+				return nil
+			}
+		}
+		return fmt.Errorf("no mesh entry for cast %d in %s", c.ID, logPath)
+	})
+}
