@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 # The pin lives once, in traefik/go.mod (lower case: Traefik reads TRAEFIK_* variables as configuration).
-traefik_version := $(shell awk '$$1=="github.com/traefik/traefik/v3"{print $$2}' traefik/go.mod)
+traefik_version := $(shell awk '{for (i = 1; i < NF; i++) if ($$i == "github.com/traefik/traefik/v3") {print $$(i+1); exit}}' traefik/go.mod)
 GO_PACKAGES := ./casts/... ./movies/... ./e2e/...
 # Runs a command with a throwaway PostgreSQL cluster; it exports TEST_DATABASE_URL.
 WITH_POSTGRES := go run ./e2e/cmd/stack exec --
@@ -23,11 +23,13 @@ traefik: bin/traefik ## Build Traefik from the Go module proxy into bin/traefik 
 
 # Rebuilt only when the pin in traefik/go.mod or go.sum changes.
 bin/traefik: traefik/go.mod traefik/go.sum
+	$(if $(traefik_version),,$(error cannot read the github.com/traefik/traefik/v3 pin from traefik/go.mod))
 	@echo "Building Traefik $(traefik_version) from the Go module proxy into bin/traefik."
 	@echo "The first build takes about 10 minutes on 2 cores; later builds are cached."
 	cd traefik && GOWORK=off CGO_ENABLED=0 go build -trimpath \
 		-ldflags "-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=$(traefik_version) -X github.com/traefik/traefik/v3/pkg/version.Codename=ramequin" \
 		-o ../bin/traefik github.com/traefik/traefik/v3/cmd/traefik
+	@bin/traefik version | grep -q 'Version: *$(traefik_version)$$' || { echo "bin/traefik does not report $(traefik_version)"; rm -f bin/traefik; exit 1; }
 	@touch $@
 
 run: build traefik ## Run the whole stack as local processes (PostgreSQL data kept in .run/).
