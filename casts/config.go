@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -17,7 +18,14 @@ const defaultAddr = ":8001"
 type Config struct {
 	Addr        string
 	DatabaseURL string
-	LogLevel    zerolog.Level
+	// MoviesURL is the base URL where the movie service is reached: Traefik's mesh entrypoint.
+	// The outbox relay delivers the cast service's events there (POST /internal/v1/movies/events).
+	MoviesURL string
+	// MoviesTimeout bounds one delivery of an event.
+	MoviesTimeout time.Duration
+	// OutboxMaxBackoff caps the wait between two attempts to deliver an event that keeps failing.
+	OutboxMaxBackoff time.Duration
+	LogLevel         zerolog.Level
 	// ShutdownDelay is how long /readyz reports "not ready" before the server stops accepting
 	// requests, so that a load balancer health-checking it has time to take it out of rotation.
 	ShutdownDelay time.Duration
@@ -28,10 +36,12 @@ type Config struct {
 // loadConfig reads the configuration and reports every missing or bad variable at once.
 func loadConfig(getenv func(string) string) (Config, error) {
 	cfg := Config{
-		Addr:            defaultAddr,
-		LogLevel:        zerolog.InfoLevel,
-		ShutdownDelay:   0,
-		ShutdownTimeout: 15 * time.Second,
+		Addr:             defaultAddr,
+		MoviesTimeout:    5 * time.Second,
+		OutboxMaxBackoff: 10 * time.Second,
+		LogLevel:         zerolog.InfoLevel,
+		ShutdownDelay:    0,
+		ShutdownTimeout:  15 * time.Second,
 	}
 	var errs []error
 
@@ -50,6 +60,15 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		errs = append(errs, fmt.Errorf("CASTS_DATABASE_URL: %w", err))
 	}
 
+	// Required, like the database: without it deleted casts would pile up in the outbox unnoticed.
+	cfg.MoviesURL = getenv("CASTS_MOVIES_URL")
+	if cfg.MoviesURL == "" {
+		errs = append(errs, errors.New("CASTS_MOVIES_URL is required (example http://127.0.0.1:8082, Traefik's mesh entrypoint)"))
+	} else if u, err := url.Parse(cfg.MoviesURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		// Not quoted back: a URL may carry credentials.
+		errs = append(errs, errors.New("CASTS_MOVIES_URL is not an absolute http:// or https:// URL (example http://127.0.0.1:8082)"))
+	}
+
 	if v := getenv("CASTS_LOG_LEVEL"); v != "" {
 		level, err := zerolog.ParseLevel(v)
 		if err != nil || level == zerolog.NoLevel {
@@ -59,16 +78,22 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	}
 
 	for _, d := range []struct {
-		name string
-		dst  *time.Duration
+		name     string
+		dst      *time.Duration
+		positive bool
 	}{
-		{"CASTS_SHUTDOWN_DELAY", &cfg.ShutdownDelay},
-		{"CASTS_SHUTDOWN_TIMEOUT", &cfg.ShutdownTimeout},
+		{"CASTS_SHUTDOWN_DELAY", &cfg.ShutdownDelay, false},
+		{"CASTS_SHUTDOWN_TIMEOUT", &cfg.ShutdownTimeout, false},
+		{"CASTS_MOVIES_TIMEOUT", &cfg.MoviesTimeout, true},
+		{"CASTS_OUTBOX_MAX_BACKOFF", &cfg.OutboxMaxBackoff, true},
 	} {
 		if v := getenv(d.name); v != "" {
 			parsed, err := time.ParseDuration(v)
-			if err != nil || parsed < 0 {
+			switch {
+			case err != nil || parsed < 0:
 				errs = append(errs, fmt.Errorf("%s: %q is not a duration such as 5s", d.name, v))
+			case d.positive && parsed == 0:
+				errs = append(errs, fmt.Errorf("%s: must be more than 0 (example 5s)", d.name))
 			}
 			*d.dst = parsed
 		}

@@ -7,14 +7,17 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/movies-microservices/casts/internal/api"
 	"github.com/movies-microservices/casts/internal/cast"
+	"github.com/movies-microservices/casts/internal/outbox"
 	"github.com/movies-microservices/casts/internal/postgres"
 	"github.com/rs/zerolog"
 )
@@ -47,6 +50,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err := postgres.Migrate(ctx, pool, postgres.Migrations); err != nil {
 		return err
 	}
+
+	// The relay outlives ctx: it stops only once the server has, so that it can still deliver
+	// the events of the last requests. Deferred after pool.Close, it stops before the pool closes.
+	stopRelay, err := startRelay(ctx, pool, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer stopRelay()
 
 	var shuttingDown atomic.Bool
 	ready := func(ctx context.Context) error {
@@ -97,8 +108,40 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err := <-serveErr; !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}
+	stopRelay()
 	logger.Info().Msg("stopped")
 	return nil
+}
+
+// moviesEventsPath is where the movie service takes events, on the mesh entrypoint only.
+const moviesEventsPath = "/internal/v1/movies/events"
+
+// startRelay starts the outbox relay in the background. The returned function stops it, letting a
+// delivery in progress finish, and waits for it; calling it again does nothing.
+func startRelay(ctx context.Context, pool *pgxpool.Pool, cfg Config, logger zerolog.Logger) (stop func(), err error) {
+	base, err := url.Parse(cfg.MoviesURL)
+	if err != nil {
+		return nil, errors.New("CASTS_MOVIES_URL is not a URL")
+	}
+	relay, err := outbox.NewRelay(pool, outbox.RelayConfig{
+		Endpoint:   base.JoinPath(moviesEventsPath).String(),
+		Timeout:    cfg.MoviesTimeout,
+		MaxBackoff: cfg.OutboxMaxBackoff,
+		Logger:     logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	relayCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		relay.Run(relayCtx)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}, nil
 }
 
 // healthcheck asks the service running on CASTS_ADDR whether it is ready; it lets a container

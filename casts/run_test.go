@@ -8,7 +8,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/movies-microservices/casts/internal/postgres/pgtest"
+	"github.com/rs/zerolog"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
@@ -69,12 +72,44 @@ func waitReady(t *testing.T, base string, runErr <-chan error) {
 	t.Fatal("service never became ready")
 }
 
+// fakeMovies takes the events the relay delivers, as the movie service does.
+type fakeMovies struct {
+	mu     sync.Mutex
+	events []map[string]any
+}
+
+func (f *fakeMovies) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost || r.URL.Path != "/internal/v1/movies/events" {
+		http.NotFound(w, r)
+		return
+	}
+	var event map[string]any
+	if err := json.NewDecoder(r.Body).Decode(&event); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	f.mu.Lock()
+	f.events = append(f.events, event)
+	f.mu.Unlock()
+	w.WriteHeader(http.StatusOK)
+}
+
+func (f *fakeMovies) received() []map[string]any {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]map[string]any(nil), f.events...)
+}
+
 func TestRun(t *testing.T) {
 	t.Parallel()
+	movies := &fakeMovies{}
+	moviesSrv := httptest.NewServer(movies)
+	defer moviesSrv.Close()
 	addr := freeAddr(t)
 	env := map[string]string{
 		"CASTS_ADDR":         addr,
 		"CASTS_DATABASE_URL": pgtest.URL(t),
+		"CASTS_MOVIES_URL":   moviesSrv.URL,
 		"CASTS_LOG_LEVEL":    "info",
 	}
 	var logs lockedBuffer
@@ -129,6 +164,24 @@ func TestRun(t *testing.T) {
 		t.Errorf("healthcheck: %v", err)
 	}
 
+	// Deleting the cast sends its cast.deleted event to the movie service.
+	req, _ = http.NewRequest("DELETE", base+"/api/v1/casts/"+strconv.FormatInt(created.ID, 10), nil)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE: status %d", resp.StatusCode)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(movies.received()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := movies.received(); len(got) != 1 || got[0]["type"] != "cast.deleted" || got[0]["cast_id"] != float64(created.ID) {
+		t.Errorf("events the movie service got = %v, want one cast.deleted of cast %d", got, created.ID)
+	}
+
 	cancel()
 	select {
 	case err := <-runErr:
@@ -166,17 +219,59 @@ func TestRun(t *testing.T) {
 
 func TestRunConfigErrors(t *testing.T) {
 	t.Parallel()
-	env := map[string]string{"CASTS_ADDR": "8001", "CASTS_LOG_LEVEL": "loud", "CASTS_SHUTDOWN_DELAY": "soon"}
-	err := run(context.Background(), []string{"casts"}, func(k string) string { return env[k] }, io.Discard)
-	if err == nil {
-		t.Fatal("run succeeded with a bad configuration")
+	tests := []struct {
+		name string
+		env  map[string]string
+		want []string
+	}{
+		{
+			name: "missing and malformed",
+			env:  map[string]string{"CASTS_ADDR": "8001", "CASTS_LOG_LEVEL": "loud", "CASTS_SHUTDOWN_DELAY": "soon"},
+			want: []string{"CASTS_ADDR", "CASTS_DATABASE_URL is required", "CASTS_MOVIES_URL is required", "CASTS_LOG_LEVEL", "CASTS_SHUTDOWN_DELAY"},
+		},
+		{
+			name: "movies URL and relay durations",
+			env: map[string]string{"CASTS_DATABASE_URL": "postgres://u@127.0.0.1:1/db", "CASTS_MOVIES_URL": "traefik:8082",
+				"CASTS_MOVIES_TIMEOUT": "0s", "CASTS_OUTBOX_MAX_BACKOFF": "often"},
+			want: []string{"CASTS_MOVIES_URL is not an absolute http:// or https:// URL", "CASTS_MOVIES_TIMEOUT: must be more than 0", "CASTS_OUTBOX_MAX_BACKOFF"},
+		},
 	}
-	for _, name := range []string{"CASTS_ADDR", "CASTS_DATABASE_URL is required", "CASTS_LOG_LEVEL", "CASTS_SHUTDOWN_DELAY"} {
-		if !strings.Contains(err.Error(), name) {
-			t.Errorf("error does not name %s:\n%v", name, err)
-		}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			err := run(context.Background(), []string{"casts"}, func(k string) string { return tt.env[k] }, io.Discard)
+			if err == nil {
+				t.Fatal("run succeeded with a bad configuration")
+			}
+			for _, name := range tt.want {
+				if !strings.Contains(err.Error(), name) {
+					t.Errorf("error does not name %s:\n%v", name, err)
+				}
+			}
+		})
 	}
 	if err := run(context.Background(), []string{"casts", "serve"}, func(string) string { return "" }, io.Discard); err == nil || errors.Is(err, context.Canceled) {
 		t.Errorf("unknown command: err = %v, want an error", err)
+	}
+}
+
+func TestLoadConfigDefaults(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"CASTS_DATABASE_URL": "postgres://u@127.0.0.1:5432/db", "CASTS_MOVIES_URL": "http://127.0.0.1:8082"}
+	cfg, err := loadConfig(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		Addr:             ":8001",
+		DatabaseURL:      env["CASTS_DATABASE_URL"],
+		MoviesURL:        env["CASTS_MOVIES_URL"],
+		MoviesTimeout:    5 * time.Second,
+		OutboxMaxBackoff: 10 * time.Second,
+		LogLevel:         zerolog.InfoLevel,
+		ShutdownTimeout:  15 * time.Second,
+	}
+	if diff := cmp.Diff(want, cfg); diff != "" {
+		t.Errorf("defaults (-want +got):\n%s", diff)
 	}
 }

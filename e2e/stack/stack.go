@@ -306,12 +306,15 @@ func (s *Stack) startPostgres(ctx context.Context, secrets Secrets) error {
 	return nil
 }
 
+// castsService delivers its outbox's events to movies through Traefik's mesh
+// entrypoint too.
 func (s *Stack) castsService(ports []int, password string) *service {
 	dbURL := s.pg.URL(ServiceCasts, password, ServiceCasts)
+	moviesURL := "http://" + hostPort(s.opts.Ports.Mesh)
 	return &service{
 		name: ServiceCasts, binary: s.opts.Binaries.Casts, ports: ports, portEnv: EnvCastsPort,
 		env: func(addr string) []string {
-			return []string{"CASTS_ADDR=" + addr, "CASTS_DATABASE_URL=" + dbURL, "CASTS_LOG_LEVEL=" + s.opts.LogLevel}
+			return []string{"CASTS_ADDR=" + addr, "CASTS_DATABASE_URL=" + dbURL, "CASTS_MOVIES_URL=" + moviesURL, "CASTS_LOG_LEVEL=" + s.opts.LogLevel}
 		},
 	}
 }

@@ -35,6 +35,15 @@ type ListParams struct {
 	Name  string  // case-insensitive substring of the name
 }
 
+// EventDeleted is the type of the event that announces a deleted cast. Deletion is final: ids
+// are never reused.
+const EventDeleted = "cast.deleted"
+
+// DeletedEvent is the payload of a cast.deleted event.
+type DeletedEvent struct {
+	CastID int64 `json:"cast_id"`
+}
+
 var (
 	// ErrNotFound means no cast has the requested id.
 	ErrNotFound = errors.New("cast not found")

@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/movies-microservices/casts/internal/outbox"
 )
 
 // Store keeps casts in PostgreSQL.
@@ -80,16 +81,30 @@ func (s *Store) Update(ctx context.Context, id, version int64, f Fields) (Cast, 
 
 const sqlDeleteCast = `DELETE FROM casts WHERE id = $1 AND ($2::bigint IS NULL OR version = $2)`
 
+// errNoRow ends a write transaction that matched no row; whyNoRow tells the caller why.
+var errNoRow = errors.New("no row matched")
+
 // Delete removes cast id; with a non-nil version only if the cast still has that version.
+// The cast.deleted event is written in the same transaction: it exists if and only if the
+// cast is gone.
 func (s *Store) Delete(ctx context.Context, id int64, version *int64) error {
-	tag, err := s.pool.Exec(ctx, sqlDeleteCast, id, version)
-	if err != nil {
-		return fmt.Errorf("delete cast: %w", err)
-	}
-	if tag.RowsAffected() == 0 {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, sqlDeleteCast, id, version)
+		if err != nil {
+			return fmt.Errorf("delete cast: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return errNoRow
+		}
+		if err := outbox.Enqueue(ctx, tx, EventDeleted, DeletedEvent{CastID: id}); err != nil {
+			return fmt.Errorf("delete cast: %w", err)
+		}
+		return nil
+	})
+	if errors.Is(err, errNoRow) {
 		return s.whyNoRow(ctx, id)
 	}
-	return nil
+	return err
 }
 
 // whyNoRow tells apart the two reasons a conditional write matched nothing.

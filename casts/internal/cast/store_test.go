@@ -3,11 +3,14 @@ package cast_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/movies-microservices/casts/internal/cast"
 	"github.com/movies-microservices/casts/internal/postgres/pgtest"
 )
@@ -115,5 +118,62 @@ func TestStoreList(t *testing.T) {
 				t.Errorf("List(%+v) ids (-want +got):\n%s", tt.params, diff)
 			}
 		})
+	}
+}
+
+// outboxEvents returns the type and payload of every pending event.
+func outboxEvents(t *testing.T, pool *pgxpool.Pool) []string {
+	t.Helper()
+	rows, _ := pool.Query(context.Background(), "SELECT type || ' ' || payload::text FROM outbox ORDER BY id")
+	events, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return events
+}
+
+// Deleting a cast writes its cast.deleted event in the same transaction: a delete that fails, for
+// whatever reason, leaves no event, and an event that cannot be written undoes the delete.
+func TestStoreDeleteWritesEvent(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Pool(t)
+	store := cast.NewStore(pool)
+	kept, err := store.Create(ctx, cast.Fields{Name: "Kept"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone, err := store.Create(ctx, cast.Fields{Name: "Gone"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if err := store.Delete(ctx, kept.ID, ptr(int64(7))); !errors.Is(err, cast.ErrVersionMismatch) {
+		t.Errorf("Delete with a stale version: err = %v, want ErrVersionMismatch", err)
+	}
+	if err := store.Delete(ctx, 999999, nil); !errors.Is(err, cast.ErrNotFound) {
+		t.Errorf("Delete of a missing cast: err = %v, want ErrNotFound", err)
+	}
+	if got := outboxEvents(t, pool); len(got) != 0 {
+		t.Errorf("failed deletes wrote events: %v", got)
+	}
+
+	if err := store.Delete(ctx, gone.ID, nil); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	want := []string{fmt.Sprintf(`cast.deleted {"cast_id": %d}`, gone.ID)}
+	if diff := cmp.Diff(want, outboxEvents(t, pool)); diff != "" {
+		t.Errorf("events after a delete (-want +got):\n%s", diff)
+	}
+
+	// From now on no event can be written: the delete must fail with it, and change nothing.
+	if _, err := pool.Exec(ctx, "ALTER TABLE outbox ADD CONSTRAINT no_more_events CHECK (false) NOT VALID"); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Delete(ctx, kept.ID, nil); err == nil {
+		t.Fatal("Delete succeeded although its event could not be written")
+	}
+	if _, err := store.Get(ctx, kept.ID); err != nil {
+		t.Errorf("the cast is gone although its event could not be written: %v", err)
 	}
 }

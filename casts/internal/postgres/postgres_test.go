@@ -50,7 +50,8 @@ func TestMigrateConcurrently(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{"0001_create_casts.sql"}, applied); diff != "" {
+	want := []string{"0001_create_casts.sql", "0002_create_outbox.sql"}
+	if diff := cmp.Diff(want, applied); diff != "" {
 		t.Errorf("applied migrations (-want +got):\n%s", diff)
 	}
 }
