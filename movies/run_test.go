@@ -220,8 +220,42 @@ func TestRun(t *testing.T) {
 		t.Errorf("a movie with a missing cast was written: %+v", got)
 	}
 
+	// ?expand=casts embeds the casts, from one more batch request.
+	casts.takeRequests()
+	item := base + "/api/v1/movies/" + strconv.FormatInt(created.ID, 10)
+	var expanded struct {
+		Casts []struct {
+			ID   int64  `json:"id"`
+			Name string `json:"name"`
+		} `json:"casts"`
+	}
+	send(t, "GET", item+"?expand=casts", "", "", &expanded)
+	if len(expanded.Casts) != 2 || expanded.Casts[0].Name != "Cast 2" || expanded.Casts[1].Name != "Cast 1" {
+		t.Errorf("GET ?expand=casts: casts %+v, want casts 2 and 1", expanded.Casts)
+	}
+	if n := len(casts.takeRequests()); n != 1 {
+		t.Errorf("an expanded read made %d requests to the cast service, want 1", n)
+	}
+
+	// The cast service's relay tells that cast 1 is gone: the movie drops it.
+	resp = send(t, "POST", base+"/internal/v1/movies/events",
+		`{"id":"6f1c3a52-8d0e-4b8a-9a57-0d6f3e2b7c11","type":"cast.deleted","occurred_at":"2024-05-01T10:00:00Z","cast_id":1}`, "", nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("POST event: status %d", resp.StatusCode)
+	}
+	var afterEvent movieJSON
+	send(t, "GET", item, "", "", &afterEvent)
+	if !slices.Equal(afterEvent.CastIDs, []int64{2}) {
+		t.Errorf("cast_ids after cast 1 was deleted = %v, want [2]", afterEvent.CastIDs)
+	}
+
 	// The cast service goes away: writes that need it get 503 and write nothing; the rest still work.
 	castsSrv.Close()
+	resp = send(t, "GET", item+"?expand=casts", "", "", nil)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Expansion-Unavailable") != "casts" {
+		t.Errorf("GET ?expand=casts with the cast service down: status %d, Expansion-Unavailable %q; want 200, casts",
+			resp.StatusCode, resp.Header.Get("Expansion-Unavailable"))
+	}
 	problem = problemJSON{}
 	resp = send(t, "POST", base+"/api/v1/movies", `{"name":"Okja","cast_ids":[1]}`, "run-test-down", &problem)
 	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(problem.Detail, "cast service is unavailable") {

@@ -15,10 +15,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/movies-microservices/movies/internal/api"
+	"github.com/movies-microservices/movies/internal/castsclient"
 	"github.com/movies-microservices/movies/internal/movie"
 	"github.com/movies-microservices/movies/internal/postgres/pgtest"
 	"github.com/rs/zerolog"
@@ -55,10 +57,11 @@ type fakeCasts struct {
 	calls []castCall
 }
 
-// castCall is one check the handlers made.
+// castCall is one check (or, with Lookup, one lookup) the handlers made.
 type castCall struct {
 	IDs       []int64
 	RequestID string
+	Lookup    bool
 }
 
 func (f *fakeCasts) Missing(ctx context.Context, ids []int64) ([]int64, error) {
@@ -77,6 +80,35 @@ func (f *fakeCasts) Missing(ctx context.Context, ids []int64) ([]int64, error) {
 	slices.Sort(missing)
 	return missing, nil
 }
+
+func (f *fakeCasts) Lookup(ctx context.Context, ids []int64) ([]castsclient.Cast, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, castCall{IDs: slices.Clone(ids), RequestID: api.RequestID(ctx), Lookup: true})
+	if f.err != nil {
+		return nil, f.err
+	}
+	var found []castsclient.Cast
+	for _, id := range ids {
+		if f.existing[id] && !slices.ContainsFunc(found, func(c castsclient.Cast) bool { return c.ID == id }) {
+			found = append(found, fakeCast(id))
+		}
+	}
+	slices.SortFunc(found, func(a, b castsclient.Cast) int { return int(a.ID - b.ID) })
+	return found, nil
+}
+
+// fakeCast is the cast the fake cast service knows by id.
+func fakeCast(id int64) castsclient.Cast {
+	at := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	c := castsclient.Cast{ID: id, Name: "Cast " + itoa(id), CreatedAt: at, UpdatedAt: at}
+	if id%2 == 0 {
+		c.Nationality = ptr("Even")
+	}
+	return c
+}
+
+func ptr[T any](v T) *T { return &v }
 
 func (f *fakeCasts) fail(err error) {
 	f.mu.Lock()
@@ -101,7 +133,7 @@ func newFakeCasts(ids ...int64) *fakeCasts {
 	return f
 }
 
-func newServer(t *testing.T, casts api.CastChecker, logger zerolog.Logger) http.Handler {
+func newServer(t *testing.T, casts api.Casts, logger zerolog.Logger) http.Handler {
 	t.Helper()
 	return api.NewServer(api.Deps{
 		Logger: logger,
@@ -445,7 +477,7 @@ func TestMovieErrors(t *testing.T) {
 				{Field: "genre", Message: "must not contain NUL characters"},
 				{Field: "limit", Message: "must be a whole number from 1 to 1000"},
 				{Field: "name", Message: "must not contain NUL characters"},
-				{Field: "sort", Message: "is not a known query parameter (known: limit, after, genre, cast_id, name)"},
+				{Field: "sort", Message: "is not a known query parameter (known: limit, after, genre, cast_id, name, expand)"},
 			}},
 		},
 		{
@@ -801,10 +833,12 @@ func TestDocs(t *testing.T) {
 	}
 	// Every route of the API is documented, in both forms.
 	want := map[string][]string{
-		"/api/v1/movies":       {"get", "post"},
-		"/api/v1/movies/":      {"get", "post"},
-		"/api/v1/movies/{id}":  {"delete", "get", "parameters", "patch", "put"},
-		"/api/v1/movies/{id}/": {"delete", "get", "parameters", "patch", "put"},
+		"/api/v1/movies":              {"get", "post"},
+		"/api/v1/movies/":             {"get", "post"},
+		"/api/v1/movies/{id}":         {"delete", "get", "parameters", "patch", "put"},
+		"/api/v1/movies/{id}/":        {"delete", "get", "parameters", "patch", "put"},
+		"/internal/v1/movies/events":  {"post", "servers"},
+		"/internal/v1/movies/events/": {"post", "servers"},
 	}
 	got := map[string][]string{}
 	for path, item := range doc.Paths {

@@ -26,10 +26,27 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, dst any, contentTypes ..
 	return decodeStrict(http.MaxBytesReader(w, r.Body, maxBodyBytes), dst)
 }
 
+// decodeJSONTolerant is decodeJSON for messages of other services, such as events: fields dst does
+// not know are ignored, so that a producer can add some without breaking its consumers.
+func decodeJSONTolerant(w http.ResponseWriter, r *http.Request, dst any) error {
+	mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || !strings.EqualFold(mediaType, "application/json") {
+		return errorf(http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+	}
+	return decodeOne(http.MaxBytesReader(w, r.Body, maxBodyBytes), dst, false)
+}
+
 // decodeStrict decodes exactly one JSON value with no unknown fields from src into dst.
 func decodeStrict(src io.Reader, dst any) error {
+	return decodeOne(src, dst, true)
+}
+
+// decodeOne decodes exactly one JSON value from src into dst; strict rejects unknown fields.
+func decodeOne(src io.Reader, dst any, strict bool) error {
 	dec := json.NewDecoder(src)
-	dec.DisallowUnknownFields()
+	if strict {
+		dec.DisallowUnknownFields()
+	}
 	dec.UseNumber()
 	if err := dec.Decode(dst); err != nil {
 		return jsonError(err, dst)

@@ -61,6 +61,8 @@ type movieResponse struct {
 	CastIDs   []int64   `json:"cast_ids"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// Casts is set only when ?expand=casts asked for it and the cast service answered.
+	Casts *[]castResponse `json:"casts,omitempty"`
 }
 
 func newMovieResponse(m movie.Movie) movieResponse {
@@ -98,7 +100,7 @@ var errCastsUnavailable = errorf(http.StatusServiceUnavailable,
 
 // checkCasts makes sure every id in ids names a cast of the cast service: it answers 422 naming
 // each one that does not, and 503 if the cast service cannot tell. An empty list needs no call.
-func checkCasts(ctx context.Context, casts CastChecker, ids []int64) error {
+func checkCasts(ctx context.Context, casts Casts, ids []int64) error {
 	if len(ids) == 0 {
 		return nil
 	}
@@ -111,9 +113,14 @@ func checkCasts(ctx context.Context, casts CastChecker, ids []int64) error {
 	if len(missing) == 0 {
 		return nil
 	}
+	return missingCastsError(missing)
+}
+
+// missingCastsError is the 422 for a write that names casts that do not exist (any more).
+func missingCastsError(ids []int64) error {
 	se := &statusError{status: http.StatusUnprocessableEntity}
-	names := make([]string, len(missing))
-	for i, id := range missing {
+	names := make([]string, len(ids))
+	for i, id := range ids {
 		names[i] = strconv.FormatInt(id, 10)
 		se.errors = append(se.errors, FieldError{Field: "cast_ids", Message: fmt.Sprintf("cast %d does not exist", id)})
 	}
@@ -129,7 +136,7 @@ func sameIDs(a, b []int64) bool {
 	return slices.Equal(a, b)
 }
 
-func handleMovieCreate(store Store, casts CastChecker, v *validator.Validate) http.Handler {
+func handleMovieCreate(store Store, casts Casts, v *validator.Validate) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req movieRequest
 		if err := decodeJSON(w, r, &req, "application/json"); err != nil {
@@ -147,7 +154,7 @@ func handleMovieCreate(store Store, casts CastChecker, v *validator.Validate) ht
 		}
 		m, err := store.Create(r.Context(), req.fields())
 		if err != nil {
-			respondError(w, r, err)
+			respondError(w, r, storeError(err))
 			return
 		}
 		w.Header().Set("Location", movieLocation(m.ID))
@@ -155,11 +162,17 @@ func handleMovieCreate(store Store, casts CastChecker, v *validator.Validate) ht
 	})
 }
 
-func handleMovieGet(store Store) http.Handler {
+func handleMovieGet(store Store, casts Casts) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, err := pathID(r)
 		if err != nil {
 			respondError(w, r, err)
+			return
+		}
+		// Other query parameters are ignored here, as they always were; only expand has a meaning.
+		exp, errs := parseExpand(r.URL.Query()["expand"])
+		if len(errs) > 0 {
+			respondError(w, r, &statusError{status: http.StatusBadRequest, detail: "the query string has invalid parameters", errors: errs})
 			return
 		}
 		m, err := store.Get(r.Context(), id)
@@ -167,7 +180,13 @@ func handleMovieGet(store Store) http.Handler {
 			respondError(w, r, storeError(err))
 			return
 		}
-		writeMovie(w, http.StatusOK, m)
+		out := []movieResponse{newMovieResponse(m)}
+		if exp.casts {
+			expandCasts(w, r, casts, []movie.Movie{m}, out)
+		}
+		// The ETag is the movie's version, expanded or not: If-Match compares versions.
+		w.Header().Set("ETag", etag(m.Version))
+		writeJSON(w, http.StatusOK, out[0])
 	})
 }
 
@@ -176,13 +195,15 @@ const (
 	maxPageSize     = 1000
 )
 
-func handleMovieList(store Store) http.Handler {
+func handleMovieList(store Store, casts Casts) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		params, err := parseMovieListQuery(r.URL.Query())
 		if err != nil {
 			respondError(w, r, err)
 			return
 		}
+		// Valid: parseMovieListQuery has checked it.
+		exp, _ := parseExpand(r.URL.Query()["expand"])
 		pageSize := params.Limit
 		params.Limit++ // one more row tells whether a next page exists
 		movies, err := store.List(r.Context(), params)
@@ -197,6 +218,9 @@ func handleMovieList(store Store) http.Handler {
 		out := make([]movieResponse, len(movies))
 		for i, m := range movies {
 			out[i] = newMovieResponse(m)
+		}
+		if exp.casts {
+			expandCasts(w, r, casts, movies, out)
 		}
 		writeJSON(w, http.StatusOK, out)
 	})
@@ -236,8 +260,12 @@ func parseMovieListQuery(q url.Values) (movie.ListParams, error) {
 				errs = append(errs, FieldError{Field: "name", Message: "must not contain NUL characters"})
 			}
 			p.Name = values[0]
+		case "expand":
+			// What to expand is the handler's business, not the store's: only checked here.
+			_, expandErrs := parseExpand(values)
+			errs = append(errs, expandErrs...)
 		default:
-			errs = append(errs, FieldError{Field: key, Message: "is not a known query parameter (known: limit, after, genre, cast_id, name)"})
+			errs = append(errs, FieldError{Field: key, Message: "is not a known query parameter (known: limit, after, genre, cast_id, name, expand)"})
 		}
 	}
 	if len(errs) > 0 {
@@ -254,7 +282,7 @@ func nextLink(u *url.URL, lastID int64) string {
 	return "<" + next.String() + `>; rel="next"`
 }
 
-func handleMovieReplace(store Store, casts CastChecker, v *validator.Validate) http.Handler {
+func handleMovieReplace(store Store, casts Casts, v *validator.Validate) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, err := pathID(r)
 		if err != nil {
@@ -287,7 +315,7 @@ func handleMovieReplace(store Store, casts CastChecker, v *validator.Validate) h
 	})
 }
 
-func handleMoviePatch(store Store, casts CastChecker, v *validator.Validate) http.Handler {
+func handleMoviePatch(store Store, casts Casts, v *validator.Validate) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, err := pathID(r)
 		if err != nil {
@@ -399,7 +427,11 @@ func handleMovieDelete(store Store) http.Handler {
 
 // storeError maps the store's sentinel errors to responses.
 func storeError(err error) error {
+	var deleted *movie.DeletedCastsError
 	switch {
+	case errors.As(err, &deleted):
+		// To the client a deleted cast is one that does not exist, as the cast service says too.
+		return missingCastsError(deleted.IDs)
 	case errors.Is(err, movie.ErrNotFound):
 		return errorf(http.StatusNotFound, "no movie has this id")
 	case errors.Is(err, movie.ErrVersionMismatch):

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/go-playground/validator/v10"
+	"github.com/movies-microservices/movies/internal/castsclient"
 	"github.com/movies-microservices/movies/internal/movie"
 	"github.com/rs/zerolog"
 )
@@ -17,20 +18,24 @@ type Store interface {
 	List(ctx context.Context, p movie.ListParams) ([]movie.Movie, error)
 	Update(ctx context.Context, id, version int64, f movie.Fields) (movie.Movie, error)
 	Delete(ctx context.Context, id int64, version *int64) error
+	ApplyCastDeleted(ctx context.Context, e movie.CastDeleted) (movie.Applied, error)
 }
 
-// CastChecker tells which cast ids name no cast in the cast service.
-type CastChecker interface {
+// Casts is what the handlers need from the cast service.
+type Casts interface {
 	// Missing returns the ids among ids that name no cast, in ascending order. An error means the
 	// cast service could not be asked or gave no clear answer.
 	Missing(ctx context.Context, ids []int64) ([]int64, error)
+	// Lookup returns the casts that ids name, each once; ids that name no cast are left out. An
+	// error means the cast service could not be asked or gave no clear answer.
+	Lookup(ctx context.Context, ids []int64) ([]castsclient.Cast, error)
 }
 
 // Deps are the server's collaborators.
 type Deps struct {
 	Logger zerolog.Logger
 	Store  Store
-	Casts  CastChecker
+	Casts  Casts
 	// Ready reports whether the service can take traffic: false while shutting down or when the
 	// database does not answer. The cast service is not part of it: reads still work without it.
 	Ready func(ctx context.Context) error

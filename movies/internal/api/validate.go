@@ -80,6 +80,8 @@ func fieldMessage(fe validator.FieldError) string {
 		return "must not contain duplicates (compared without regard to case)"
 	case "nonul":
 		return "must not contain NUL characters"
+	case "uuid":
+		return "must be a UUID"
 	default:
 		return fmt.Sprintf("is invalid (%s)", fe.Tag())
 	}

@@ -1,5 +1,6 @@
-// Package castsclient asks the cast service which cast ids exist. It speaks the cast service's public
-// contract (GET /api/v1/casts?id=..), not its code: the two services share nothing but HTTP and JSON.
+// Package castsclient asks the cast service which cast ids exist, and fetches casts. It speaks the
+// cast service's public contract (GET /api/v1/casts?id=..), not its code: the two services share
+// nothing but HTTP and JSON.
 package castsclient
 
 import (
@@ -19,8 +20,8 @@ import (
 )
 
 const (
-	// MaxIDs is the most distinct ids one check can carry: the cast service accepts at most 1000 id
-	// parameters and returns at most 1000 casts per page, and a check is always a single request.
+	// MaxIDs is the most distinct ids one request can carry: the cast service accepts at most 1000
+	// id parameters and returns at most 1000 casts per page. A check is always a single request.
 	MaxIDs = 1000
 	// maxResponseBytes bounds how much of an answer is read: 1000 casts are far less than this.
 	maxResponseBytes = 4 << 20
@@ -37,7 +38,7 @@ type Config struct {
 	RequestID func(context.Context) string
 }
 
-// Client checks cast ids against the cast service. It is safe for concurrent use.
+// Client checks cast ids against the cast service and looks casts up there. It is safe for concurrent use.
 type Client struct {
 	listURL   *url.URL
 	http      *http.Client
@@ -77,9 +78,13 @@ func New(cfg Config) (*Client, error) {
 	}, nil
 }
 
-// castJSON is the part of the cast service's Cast that a check needs.
-type castJSON struct {
-	ID int64 `json:"id"`
+// Cast is a cast as the cast service describes it.
+type Cast struct {
+	ID          int64     `json:"id"`
+	Name        string    `json:"name"`
+	Nationality *string   `json:"nationality"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
 }
 
 // Missing returns, in ascending order and without duplicates, the ids that name no cast. It asks
@@ -87,22 +92,61 @@ type castJSON struct {
 // to get a clear answer (unreachable, too slow, a status other than 200, a body that is not a JSON
 // list of casts) is an error: the caller cannot tell which ids exist.
 func (c *Client) Missing(ctx context.Context, ids []int64) ([]int64, error) {
-	wanted := slices.Clone(ids)
-	slices.Sort(wanted)
-	wanted = slices.Compact(wanted)
+	wanted := distinct(ids)
 	if len(wanted) == 0 {
 		return nil, nil
 	}
 	if len(wanted) > MaxIDs {
 		return nil, fmt.Errorf("castsclient: %d ids in one check; at most %d fit in one request", len(wanted), MaxIDs)
 	}
-
-	q := make(url.Values, 2)
+	found, err := c.fetch(ctx, wanted)
+	if err != nil {
+		return nil, err
+	}
+	exists := make(map[int64]bool, len(found))
+	for _, f := range found {
+		exists[f.ID] = true
+	}
+	var missing []int64
 	for _, id := range wanted {
+		if !exists[id] {
+			missing = append(missing, id)
+		}
+	}
+	return missing, nil
+}
+
+// Lookup returns the casts that ids name, in ascending id order and each once; ids that name no
+// cast are left out. It asks the cast service with one batch request per MaxIDs distinct ids (so
+// once for up to 1000), and not at all for an empty list. Any failure to get a clear answer is an
+// error, as for Missing.
+func (c *Client) Lookup(ctx context.Context, ids []int64) ([]Cast, error) {
+	var casts []Cast
+	for chunk := range slices.Chunk(distinct(ids), MaxIDs) {
+		found, err := c.fetch(ctx, chunk)
+		if err != nil {
+			return nil, err
+		}
+		casts = append(casts, found...)
+	}
+	return casts, nil
+}
+
+// distinct returns ids sorted, without duplicates.
+func distinct(ids []int64) []int64 {
+	wanted := slices.Clone(ids)
+	slices.Sort(wanted)
+	return slices.Compact(wanted)
+}
+
+// fetch asks the cast service, in one request, for the casts among ids (distinct, at most MaxIDs).
+func (c *Client) fetch(ctx context.Context, ids []int64) ([]Cast, error) {
+	q := make(url.Values, 2)
+	for _, id := range ids {
 		q.Add("id", strconv.FormatInt(id, 10))
 	}
 	// One page holds every cast that can match, so there is never a next page to follow.
-	q.Set("limit", strconv.Itoa(len(wanted)))
+	q.Set("limit", strconv.Itoa(len(ids)))
 	u := *c.listURL
 	u.RawQuery = q.Encode()
 
@@ -132,22 +176,11 @@ func (c *Client) Missing(ctx context.Context, ids []int64) ([]int64, error) {
 	if mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		return nil, fmt.Errorf("castsclient: GET %s answered Content-Type %q, want application/json", c.listURL.Redacted(), resp.Header.Get("Content-Type"))
 	}
-	var found []castJSON
+	var found []Cast
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxResponseBytes)).Decode(&found); err != nil {
 		return nil, fmt.Errorf("castsclient: decode the answer of GET %s: %w", c.listURL.Redacted(), err)
 	}
-
-	exists := make(map[int64]bool, len(found))
-	for _, f := range found {
-		exists[f.ID] = true
-	}
-	var missing []int64
-	for _, id := range wanted {
-		if !exists[id] {
-			missing = append(missing, id)
-		}
-	}
-	return missing, nil
+	return found, nil
 }
 
 // CloseIdleConnections closes the pooled connections to the cast service; call it on shutdown.

@@ -319,3 +319,67 @@ func TestMissingBasePath(t *testing.T) {
 		t.Errorf("path = %q, want /gateway/api/v1/casts", gotPath)
 	}
 }
+
+func TestLookup(t *testing.T) {
+	t.Parallel()
+	fake := &fakeCasts{existing: map[int64]bool{1: true, 2: true, 3: true}}
+	c := newClient(t, fake.start(t).URL, 2*time.Second)
+
+	ctx := context.WithValue(context.Background(), ctxKey{}, "req-lookup")
+	got, err := c.Lookup(ctx, []int64{3, 42, 1, 3})
+	if err != nil {
+		t.Fatalf("Lookup: %v", err)
+	}
+	at := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	want := []castsclient.Cast{
+		{ID: 1, Name: "Cast 1", CreatedAt: at, UpdatedAt: at},
+		{ID: 3, Name: "Cast 3", CreatedAt: at, UpdatedAt: at},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Lookup (-want +got):\n%s", diff)
+	}
+	reqs := fake.seen()
+	if len(reqs) != 1 || reqs[0].URL.RawQuery != "id=1&id=3&id=42&limit=3" || reqs[0].Header.Get("X-Request-Id") != "req-lookup" {
+		t.Errorf("requests = %v, want one batch for 1, 3, 42 with the request id", reqs)
+	}
+
+	if got, err := c.Lookup(ctx, nil); err != nil || got != nil {
+		t.Errorf("Lookup(nil) = %v, %v; want nothing, without a request", got, err)
+	}
+	if n := len(fake.seen()); n != 1 {
+		t.Errorf("%d requests after an empty lookup, want still 1", n)
+	}
+}
+
+// More distinct ids than fit in one request take one request per MaxIDs.
+func TestLookupManyIDs(t *testing.T) {
+	t.Parallel()
+	fake := &fakeCasts{existing: map[int64]bool{1: true, castsclient.MaxIDs + 5: true}}
+	c := newClient(t, fake.start(t).URL, 2*time.Second)
+	ids := make([]int64, castsclient.MaxIDs+10)
+	for i := range ids {
+		ids[i] = int64(i + 1)
+	}
+	got, err := c.Lookup(context.Background(), ids)
+	if err != nil {
+		t.Fatalf("Lookup: %v", err)
+	}
+	if len(got) != 2 || got[0].ID != 1 || got[1].ID != castsclient.MaxIDs+5 {
+		t.Errorf("Lookup found %+v, want casts 1 and %d", got, castsclient.MaxIDs+5)
+	}
+	if n := len(fake.seen()); n != 2 {
+		t.Errorf("%d requests, want 2", n)
+	}
+}
+
+func TestLookupFailure(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no available server", http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(srv.Close)
+	c := newClient(t, srv.URL, time.Second)
+	if got, err := c.Lookup(context.Background(), []int64{1}); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Errorf("Lookup = %v, %v; want an error naming the 503", got, err)
+	}
+}

@@ -3,6 +3,7 @@ package movie
 
 import (
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -47,3 +48,31 @@ var (
 	// ErrVersionMismatch means the movie changed since the version the caller based its write on.
 	ErrVersionMismatch = errors.New("movie was modified concurrently")
 )
+
+// DeletedCastsError means a write named casts that the cast service has deleted.
+type DeletedCastsError struct {
+	IDs []int64 // ascending
+}
+
+func (e *DeletedCastsError) Error() string {
+	return fmt.Sprintf("the cast service deleted casts %v", e.IDs)
+}
+
+// EventCastDeleted is the type of the cast service's event that announces a deleted cast.
+const EventCastDeleted = "cast.deleted"
+
+// CastDeleted is the content of a cast.deleted event: the cast service deleted cast CastID for
+// good (it never reuses ids).
+type CastDeleted struct {
+	EventID    string // a UUID, the same on every delivery of the event
+	CastID     int64
+	OccurredAt time.Time
+}
+
+// Applied says what applying an event changed.
+type Applied struct {
+	// Duplicate means the event had been applied before, so nothing changed this time.
+	Duplicate bool
+	// MoviesChanged counts the movies the event changed.
+	MoviesChanged int64
+}

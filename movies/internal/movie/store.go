@@ -25,16 +25,17 @@ const sqlInsertMovie = `
 INSERT INTO movies (name, plot, genres, cast_ids) VALUES ($1, $2, $3, $4)
 RETURNING ` + movieColumns
 
-// Create stores a new movie.
+// Create stores a new movie. It returns a *DeletedCastsError if f names casts the cast service
+// has deleted.
 func (s *Store) Create(ctx context.Context, f Fields) (Movie, error) {
-	return s.one(ctx, "create movie", sqlInsertMovie, f.Name, f.Plot, nonNil(f.Genres), nonNil(f.CastIDs))
+	return s.write(ctx, "create movie", f.CastIDs, sqlInsertMovie, f.Name, f.Plot, nonNil(f.Genres), nonNil(f.CastIDs))
 }
 
 const sqlSelectMovie = `SELECT ` + movieColumns + ` FROM movies WHERE id = $1`
 
 // Get returns the movie with id, or ErrNotFound.
 func (s *Store) Get(ctx context.Context, id int64) (Movie, error) {
-	return s.one(ctx, "get movie", sqlSelectMovie, id)
+	return one(ctx, s.pool, "get movie", sqlSelectMovie, id)
 }
 
 // The filters are NULL when unused, so one static statement serves every combination. The genre
@@ -67,9 +68,10 @@ WHERE id = $1 AND version = $6
 RETURNING ` + movieColumns
 
 // Update replaces the fields of movie id if its version is still version.
-// It returns ErrNotFound if the movie is gone and ErrVersionMismatch if it changed meanwhile.
+// It returns ErrNotFound if the movie is gone, ErrVersionMismatch if it changed meanwhile, and a
+// *DeletedCastsError if f names casts the cast service has deleted.
 func (s *Store) Update(ctx context.Context, id, version int64, f Fields) (Movie, error) {
-	m, err := s.one(ctx, "update movie", sqlUpdateMovie, id, f.Name, f.Plot, nonNil(f.Genres), nonNil(f.CastIDs), version)
+	m, err := s.write(ctx, "update movie", f.CastIDs, sqlUpdateMovie, id, f.Name, f.Plot, nonNil(f.Genres), nonNil(f.CastIDs), version)
 	if errors.Is(err, ErrNotFound) {
 		return Movie{}, s.whyNoRow(ctx, id)
 	}
@@ -98,8 +100,93 @@ func (s *Store) whyNoRow(ctx context.Context, id int64) error {
 	return ErrVersionMismatch
 }
 
-func (s *Store) one(ctx context.Context, what, sql string, args ...any) (Movie, error) {
-	rows, err := s.pool.Query(ctx, sql, args...)
+// castLockSpace is the first key of the advisory locks taken per cast id; the second is a hash of
+// the id. A movie write takes them shared for the casts it names, the removal of a deleted cast
+// exclusively for that cast, so that one of the two always sees the other: either the write finds
+// the cast deleted, or the removal finds the written movie. (Two ids with the same hash only make
+// one wait for the other.)
+const castLockSpace = 0x63617374 // "cast"
+
+const (
+	sqlLockCastsShared = `SELECT count(pg_advisory_xact_lock_shared($1, hashint8(id))) FROM unnest($2::bigint[]) AS id`
+	sqlDeletedAmong    = `SELECT cast_id FROM deleted_casts WHERE cast_id = ANY ($1) ORDER BY cast_id`
+)
+
+// write runs sql, which writes one movie naming castIDs and returns it, unless one of castIDs was
+// deleted: the check and the write share a transaction and the casts' locks.
+func (s *Store) write(ctx context.Context, what string, castIDs []int64, sql string, args ...any) (Movie, error) {
+	if len(castIDs) == 0 {
+		return one(ctx, s.pool, what, sql, args...)
+	}
+	var m Movie
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, sqlLockCastsShared, castLockSpace, castIDs); err != nil {
+			return fmt.Errorf("%s: lock casts: %w", what, err)
+		}
+		// Read after the locks: a removal that held one has committed by now, and this statement
+		// (READ COMMITTED) sees it.
+		rows, _ := tx.Query(ctx, sqlDeletedAmong, castIDs)
+		deleted, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			return fmt.Errorf("%s: check deleted casts: %w", what, err)
+		}
+		if len(deleted) > 0 {
+			return &DeletedCastsError{IDs: deleted}
+		}
+		m, err = one(ctx, tx, what, sql, args...)
+		return err
+	})
+	return m, err
+}
+
+const (
+	sqlRecordEvent       = `INSERT INTO processed_events (event_id, type) VALUES ($1, $2) ON CONFLICT (event_id) DO NOTHING`
+	sqlLockCastExclusive = `SELECT pg_advisory_xact_lock($1, hashint8($2::bigint))`
+	sqlRecordDeletedCast = `INSERT INTO deleted_casts (cast_id, deleted_at) VALUES ($1, $2) ON CONFLICT (cast_id) DO NOTHING`
+	sqlRemoveCast        = `
+UPDATE movies SET cast_ids = array_remove(cast_ids, $1), version = version + 1, updated_at = now()
+WHERE cast_ids @> ARRAY[$1::bigint]`
+)
+
+// ApplyCastDeleted applies a cast.deleted event, in one transaction: it removes the cast from
+// every movie (each changed movie gets a new version) and remembers it as deleted, so that later
+// writes naming it fail. An event applied before changes nothing and reports Duplicate; events of
+// several deleted casts may come in any order.
+func (s *Store) ApplyCastDeleted(ctx context.Context, e CastDeleted) (Applied, error) {
+	var applied Applied
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// A concurrent delivery of the same event waits here for this one to end, then finds it.
+		tag, err := tx.Exec(ctx, sqlRecordEvent, e.EventID, EventCastDeleted)
+		if err != nil {
+			return fmt.Errorf("record event %s: %w", e.EventID, err)
+		}
+		if tag.RowsAffected() == 0 {
+			applied.Duplicate = true
+			return nil
+		}
+		if _, err := tx.Exec(ctx, sqlLockCastExclusive, castLockSpace, e.CastID); err != nil {
+			return fmt.Errorf("lock cast %d: %w", e.CastID, err)
+		}
+		if _, err := tx.Exec(ctx, sqlRecordDeletedCast, e.CastID, e.OccurredAt); err != nil {
+			return fmt.Errorf("record deleted cast %d: %w", e.CastID, err)
+		}
+		tag, err = tx.Exec(ctx, sqlRemoveCast, e.CastID)
+		if err != nil {
+			return fmt.Errorf("remove cast %d from movies: %w", e.CastID, err)
+		}
+		applied.MoviesChanged = tag.RowsAffected()
+		return nil
+	})
+	return applied, err
+}
+
+// querier is what one needs: a pool or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+func one(ctx context.Context, q querier, what, sql string, args ...any) (Movie, error) {
+	rows, err := q.Query(ctx, sql, args...)
 	if err != nil {
 		return Movie{}, fmt.Errorf("%s: %w", what, err)
 	}

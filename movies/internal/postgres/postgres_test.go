@@ -50,7 +50,8 @@ func TestMigrateConcurrently(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{"0001_create_movies.sql"}, applied); diff != "" {
+	want := []string{"0001_create_movies.sql", "0002_consume_cast_events.sql"}
+	if diff := cmp.Diff(want, applied); diff != "" {
 		t.Errorf("applied migrations (-want +got):\n%s", diff)
 	}
 }
