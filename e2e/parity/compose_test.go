@@ -171,8 +171,8 @@ func isRoot(user string) bool {
 }
 
 // TestComposeAddressesMatchLabels: the port each service listens on is the
-// port its labels send traffic to, and movies reaches casts through the mesh
-// entrypoint.
+// port its labels send traffic to, and each service reaches the other through
+// the mesh entrypoint.
 func TestComposeAddressesMatchLabels(t *testing.T) {
 	t.Parallel()
 
@@ -183,6 +183,9 @@ func TestComposeAddressesMatchLabels(t *testing.T) {
 	}
 	if got, want := env(project, "movies", "MOVIES_CASTS_URL"), "http://traefik:"+meshPort; got != want {
 		t.Errorf("MOVIES_CASTS_URL = %q, want %q (casts only through the mesh entrypoint)", got, want)
+	}
+	if got, want := env(project, "casts", "CASTS_MOVIES_URL"), "http://traefik:"+meshPort; got != want {
+		t.Errorf("CASTS_MOVIES_URL = %q, want %q (events to movies only through the mesh entrypoint)", got, want)
 	}
 
 	tests := []struct{ service, addrVar string }{

@@ -10,9 +10,9 @@ import (
 )
 
 // wantRouterNames are the routers ARCHITECTURE.md fixes: each service on the
-// public entrypoint and on the mesh. Checked so that two empty sources do not
-// pass as equal.
-var wantRouterNames = []string{"casts", "casts-mesh", "movies", "movies-mesh"}
+// public entrypoint and on the mesh, plus the movie service's internal API on
+// the mesh only. Checked so that two empty sources do not pass as equal.
+var wantRouterNames = []string{"casts", "casts-mesh", "movies", "movies-internal", "movies-mesh"}
 
 func TestRoutersSameInComposeLabelsAndFileProvider(t *testing.T) {
 	t.Parallel()
