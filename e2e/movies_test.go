@@ -186,13 +186,10 @@ func TestCastServiceDown(t *testing.T) {
 		if err := suite.stack.StartService(ctx, stack.ServiceCasts); err != nil {
 			t.Fatalf("start casts again: %v", err)
 		}
-		// Back in rotation only once Traefik's health check has seen it.
-		waitFor(t, "casts reachable through the gateway again", 30*time.Second, func() error {
-			if r := call(t, "GET", "/api/v1/casts/"+itoa(c.ID), ""); r.Status != http.StatusOK {
-				return &statusErr{r.Status}
-			}
-			return nil
-		})
+		// Back in rotation only once Traefik's health check has seen it, and the mesh's circuit
+		// breaker, which the outage tripped, has closed again: later tests must not meet either.
+		waitGatewayOK(t, "/api/v1/casts/"+itoa(c.ID))
+		waitMeshSettled(t, "GET", "/api/v1/casts/"+itoa(c.ID), "")
 	})
 
 	r := call(t, "POST", "/api/v1/movies", jsonBody(t, map[string]any{"name": name, "cast_ids": []int64{c.ID}}))
