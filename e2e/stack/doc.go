@@ -7,6 +7,12 @@
 // tests, see StartPostgres), `make run` (a persistent stack under .run/, see
 // Start with Options.Dir) and the e2e suite (a throwaway stack on free ports).
 //
+// Fault tests drive a running Stack: StopReplica, KillReplica, StartReplica
+// and RestartReplica act on one instance of a service (Options.Replicas,
+// Options.ShutdownDelay), StopPostgres/StartPostgres and
+// PausePostgres/ResumePostgres make the database refuse or hang, and WaitReady
+// tells when everything serves again.
+//
 // Passwords are generated, stored with mode 0600 for persistent stacks, and
 // never written to any log or progress output.
 package stack

@@ -5,23 +5,26 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Environment variables that configure `make run`. Port errors name them, so
 // that a person knows what to change.
 const (
-	EnvWebPort      = "WEB_PORT"
-	EnvAdminPort    = "ADMIN_PORT"
-	EnvMeshPort     = "MESH_PORT"
-	EnvMoviesPort   = "MOVIES_PORT"
-	EnvCastsPort    = "CASTS_PORT"
-	EnvPostgresPort = "PG_PORT"
-	EnvReplicas     = "REPLICAS"
-	EnvLogLevel     = "LOG_LEVEL"
+	EnvWebPort       = "WEB_PORT"
+	EnvAdminPort     = "ADMIN_PORT"
+	EnvMeshPort      = "MESH_PORT"
+	EnvMoviesPort    = "MOVIES_PORT"
+	EnvCastsPort     = "CASTS_PORT"
+	EnvPostgresPort  = "PG_PORT"
+	EnvReplicas      = "REPLICAS"
+	EnvShutdownDelay = "SHUTDOWN_DELAY"
+	EnvLogLevel      = "LOG_LEVEL"
 )
 
-// OptionsFromEnv reads ports, replicas and log level from the variables
-// above, starting from DefaultPorts, one replica and level "info". It reports
+// OptionsFromEnv reads ports, replicas, shutdown delay and log level from the
+// variables above, starting from DefaultPorts, one replica, no delay and level
+// "info". It reports
 // every bad value at once. The caller sets RepoRoot, Dir and the writers.
 func OptionsFromEnv(getenv func(string) string) (Options, error) {
 	opts := Options{Ports: DefaultPorts(), Replicas: 1, LogLevel: "info"}
@@ -45,6 +48,14 @@ func OptionsFromEnv(getenv func(string) string) (Options, error) {
 	intVar(EnvCastsPort, &opts.Ports.Casts, 0, 65535)
 	intVar(EnvPostgresPort, &opts.Ports.Postgres, 0, 65535)
 	intVar(EnvReplicas, &opts.Replicas, 1, 9)
+	if v := strings.TrimSpace(getenv(EnvShutdownDelay)); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > time.Minute {
+			errs = append(errs, fmt.Errorf("stack: %s=%q: want a duration from 0s to 1m, such as 4s", EnvShutdownDelay, v))
+		} else {
+			opts.ShutdownDelay = d
+		}
+	}
 	if v := strings.TrimSpace(getenv(EnvLogLevel)); v != "" {
 		opts.LogLevel = v
 	}

@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -46,11 +48,18 @@ type PostgresOptions struct {
 
 // Postgres is a running PostgreSQL cluster started by StartPostgres.
 type Postgres struct {
-	dir       string
-	throwaway bool
-	port      int
-	password  string
-	proc      *process
+	dir          string
+	throwaway    bool
+	port         int
+	password     string
+	bin          PostgresBinaries
+	su           serverUser
+	log          io.Writer
+	startTimeout time.Duration
+
+	mu     sync.Mutex // guards proc and paused
+	proc   *process   // the server; nil while stopped by StopServer
+	paused bool
 
 	stopOnce sync.Once
 	stopErr  error
@@ -82,7 +91,10 @@ func StartPostgres(ctx context.Context, opts PostgresOptions) (_ *Postgres, err 
 		return nil, err
 	}
 
-	pg := &Postgres{dir: opts.Dir, throwaway: opts.Dir == "", port: opts.Port, password: opts.SuperuserPassword}
+	pg := &Postgres{
+		dir: opts.Dir, throwaway: opts.Dir == "", port: opts.Port, password: opts.SuperuserPassword,
+		bin: bin, su: su, log: opts.Log, startTimeout: opts.StartTimeout,
+	}
 	defer func() {
 		if err != nil {
 			pg.Stop()
@@ -100,15 +112,7 @@ func StartPostgres(ctx context.Context, opts PostgresOptions) (_ *Postgres, err 
 	if err := pg.writeHBA(su); err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin.Postgres(), pg.serverArgs()...)
-	cmd.Dir = pg.dir
-	// SIGQUIT is PostgreSQL's immediate shutdown: the cleanest end we can
-	// ask for if we die without stopping it.
-	cmd.SysProcAttr = su.sysProcAttr(syscall.SIGQUIT)
-	if pg.proc, err = startProcess("postgres", cmd, opts.Log); err != nil {
-		return nil, err
-	}
-	if err := pg.waitReady(ctx, opts.StartTimeout); err != nil {
+	if err := pg.startServer(ctx); err != nil {
 		return nil, err
 	}
 	version, _ := bin.Version()
@@ -150,14 +154,165 @@ func (pg *Postgres) URL(user, password, database string) string {
 	return u.String()
 }
 
+// startServer starts the server on the cluster and waits until it accepts
+// connections. The caller holds mu or owns pg alone.
+func (pg *Postgres) startServer(ctx context.Context) error {
+	cmd := exec.Command(pg.bin.Postgres(), pg.serverArgs()...)
+	cmd.Dir = pg.dir
+	// SIGQUIT is PostgreSQL's immediate shutdown: the cleanest end we can
+	// ask for if we die without stopping it.
+	cmd.SysProcAttr = pg.su.sysProcAttr(syscall.SIGQUIT)
+	p, err := startProcess("postgres", cmd, pg.log)
+	if err != nil {
+		return err
+	}
+	pg.proc = p
+	return pg.waitReady(ctx, pg.startTimeout)
+}
+
+// StopServer shuts the server down (fast shutdown: sessions are ended, data
+// is kept) and leaves the cluster in place for StartServer: a database
+// outage. Stopping a stopped server does nothing.
+func (pg *Postgres) StopServer() error {
+	pg.mu.Lock()
+	defer pg.mu.Unlock()
+	return pg.stopServer()
+}
+
+func (pg *Postgres) stopServer() error {
+	if pg.proc == nil {
+		return nil
+	}
+	pg.resume()
+	p := pg.proc
+	pg.proc = nil
+	return p.stop(syscall.SIGINT, 30*time.Second)
+}
+
+// StartServer starts the server of a cluster stopped by StopServer, on the
+// same port with the same data, and waits until it accepts connections.
+func (pg *Postgres) StartServer(ctx context.Context) error {
+	pg.mu.Lock()
+	defer pg.mu.Unlock()
+	if pg.proc != nil {
+		return errors.New("stack: PostgreSQL is already running")
+	}
+	if err := checkPortFree(portClaim{port: &pg.port, what: "PostgreSQL", env: EnvPostgresPort}); err != nil {
+		return err
+	}
+	if err := pg.startServer(ctx); err != nil {
+		if pg.proc != nil {
+			pg.proc.stop(syscall.SIGQUIT, 10*time.Second)
+			pg.proc = nil
+		}
+		return err
+	}
+	return nil
+}
+
+// Pause freezes the server and every session process (SIGSTOP): connections
+// stay open and new ones are accepted by the kernel, but nothing answers.
+// Unlike StopServer, clients see a database that hangs, not one that
+// refuses; only their own timeouts end their waits.
+func (pg *Postgres) Pause() error {
+	pg.mu.Lock()
+	defer pg.mu.Unlock()
+	if pg.proc == nil {
+		return errors.New("stack: PostgreSQL is not running")
+	}
+	if pg.paused {
+		return nil
+	}
+	// The postmaster first, so that it forks no new session meanwhile.
+	// Sessions are not in its process group (each calls setsid), so each
+	// gets its own signal.
+	if err := signalTree(pg.proc.cmd.Process.Pid, syscall.SIGSTOP); err != nil {
+		return fmt.Errorf("stack: pause PostgreSQL: %w", err)
+	}
+	pg.paused = true
+	return nil
+}
+
+// Resume undoes Pause.
+func (pg *Postgres) Resume() error {
+	pg.mu.Lock()
+	defer pg.mu.Unlock()
+	return pg.resume()
+}
+
+func (pg *Postgres) resume() error {
+	if !pg.paused || pg.proc == nil {
+		return nil
+	}
+	if err := signalTree(pg.proc.cmd.Process.Pid, syscall.SIGCONT); err != nil {
+		return fmt.Errorf("stack: resume PostgreSQL: %w", err)
+	}
+	pg.paused = false
+	return nil
+}
+
+// signalTree sends sig to pid, then to each of its children. Children that
+// exit meanwhile are no error.
+func signalTree(pid int, sig syscall.Signal) error {
+	if err := syscall.Kill(pid, sig); err != nil {
+		return err
+	}
+	children, err := childPIDs(pid)
+	if err != nil {
+		return err
+	}
+	for _, c := range children {
+		if err := syscall.Kill(c, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return err
+		}
+	}
+	return nil
+}
+
+// childPIDs lists the processes whose parent is pid, from /proc (Linux).
+func childPIDs(pid int) ([]int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var children []int
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue // exited meanwhile
+		}
+		// pid (comm) state ppid ...; comm may hold spaces and parentheses.
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		fields := strings.Fields(string(stat[i+1:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
+			children = append(children, child)
+		}
+	}
+	return children, nil
+}
+
+// process is the running server, or nil while it is stopped.
+func (pg *Postgres) process() *process {
+	pg.mu.Lock()
+	defer pg.mu.Unlock()
+	return pg.proc
+}
+
 // Stop shuts the server down (fast shutdown: sessions are ended, data is
 // kept) and removes a throwaway cluster. It is safe to call more than once.
 func (pg *Postgres) Stop() error {
 	pg.stopOnce.Do(func() {
 		var errs []error
-		if pg.proc != nil {
-			errs = append(errs, pg.proc.stop(syscall.SIGINT, 30*time.Second))
-		}
+		pg.mu.Lock()
+		errs = append(errs, pg.stopServer())
+		pg.mu.Unlock()
 		if pg.throwaway && pg.dir != "" {
 			if err := os.RemoveAll(pg.dir); err != nil {
 				errs = append(errs, fmt.Errorf("stack: remove throwaway cluster: %w", err))

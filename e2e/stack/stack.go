@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -28,6 +29,12 @@ type Options struct {
 	Ports Ports
 	// Replicas of each service; zero means 1.
 	Replicas int
+	// ShutdownDelay is how long a service replica, on SIGTERM, keeps failing
+	// /readyz before it stops taking requests (CASTS_SHUTDOWN_DELAY and
+	// MOVIES_SHUTDOWN_DELAY). To drain a replica without failed requests it
+	// must exceed Traefik's health check interval plus timeout (2s + 1s in
+	// traefik/dynamic/routers.yml). Zero leaves the services' default (none).
+	ShutdownDelay time.Duration
 	// LogLevel of both services; empty means "info".
 	LogLevel string
 	// LogDir receives one log file per process (casts.log, casts-2.log,
@@ -79,9 +86,10 @@ type Stack struct {
 	pg      *Postgres
 	traefik *process
 	urls    URLs
+	secrets Secrets
 	crashed chan error
 
-	mu       sync.Mutex // guards the services' replicas
+	mu       sync.Mutex // guards the services' replicas and PostgreSQL's state
 	services []*service // in start order: casts before movies, which needs it
 
 	stopOnce sync.Once
@@ -106,10 +114,11 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err := s.prepareDirs(); err != nil {
 		return nil, err
 	}
-	secrets, err := s.secrets()
+	secrets, err := s.loadSecrets()
 	if err != nil {
 		return nil, err
 	}
+	s.secrets = secrets
 	moviesPorts, castsPorts, err := s.resolvePorts()
 	if err != nil {
 		return nil, err
@@ -219,9 +228,9 @@ func (s *Stack) stateDir() string {
 	return s.opts.Dir
 }
 
-// secrets are generated for each throwaway stack (whose superuser needs no
-// password), and made once then reused for a persistent one.
-func (s *Stack) secrets() (Secrets, error) {
+// loadSecrets generates passwords for each throwaway stack (whose superuser
+// needs no password), and makes them once then reuses them for a persistent one.
+func (s *Stack) loadSecrets() (Secrets, error) {
 	if s.opts.Dir == "" {
 		sec := NewSecrets()
 		sec.Superuser = ""
@@ -295,7 +304,7 @@ func (s *Stack) startPostgres(ctx context.Context, secrets Secrets) error {
 	if s.pg, err = StartPostgres(ctx, opts); err != nil {
 		return err
 	}
-	s.watch(s.pg.proc)
+	s.watch(s.pg.process())
 	s.urls.DatabaseAdmin = s.pg.SuperuserURL("postgres")
 
 	dbs := []Database{{Name: ServiceCasts, Password: secrets.Casts}, {Name: ServiceMovies, Password: secrets.Movies}}
@@ -311,12 +320,9 @@ func (s *Stack) startPostgres(ctx context.Context, secrets Secrets) error {
 func (s *Stack) castsService(ports []int, password string) *service {
 	dbURL := s.pg.URL(ServiceCasts, password, ServiceCasts)
 	moviesURL := "http://" + hostPort(s.opts.Ports.Mesh)
-	return &service{
-		name: ServiceCasts, binary: s.opts.Binaries.Casts, ports: ports, portEnv: EnvCastsPort,
-		env: func(addr string) []string {
-			return []string{"CASTS_ADDR=" + addr, "CASTS_DATABASE_URL=" + dbURL, "CASTS_MOVIES_URL=" + moviesURL, "CASTS_LOG_LEVEL=" + s.opts.LogLevel}
-		},
-	}
+	return s.newService(ServiceCasts, s.opts.Binaries.Casts, ports, EnvCastsPort, func(addr string) []string {
+		return []string{"CASTS_ADDR=" + addr, "CASTS_DATABASE_URL=" + dbURL, "CASTS_MOVIES_URL=" + moviesURL, "CASTS_LOG_LEVEL=" + s.opts.LogLevel}
+	})
 }
 
 // moviesService reaches casts only through Traefik's mesh entrypoint, as in
@@ -324,20 +330,41 @@ func (s *Stack) castsService(ports []int, password string) *service {
 func (s *Stack) moviesService(ports []int, password string) *service {
 	dbURL := s.pg.URL(ServiceMovies, password, ServiceMovies)
 	castsURL := "http://" + hostPort(s.opts.Ports.Mesh)
+	return s.newService(ServiceMovies, s.opts.Binaries.Movies, ports, EnvMoviesPort, func(addr string) []string {
+		return []string{"MOVIES_ADDR=" + addr, "MOVIES_DATABASE_URL=" + dbURL, "MOVIES_CASTS_URL=" + castsURL, "MOVIES_LOG_LEVEL=" + s.opts.LogLevel}
+	})
+}
+
+// newService adds what both services share: the shutdown delay (each reads
+// its own NAME_SHUTDOWN_DELAY) and a stop grace period that covers it.
+func (s *Stack) newService(name, binary string, ports []int, portEnv string, env func(addr string) []string) *service {
+	envWithDelay := env
+	if d := s.opts.ShutdownDelay; d > 0 {
+		envWithDelay = func(addr string) []string {
+			return append(env(addr), strings.ToUpper(name)+"_SHUTDOWN_DELAY="+d.String())
+		}
+	}
 	return &service{
-		name: ServiceMovies, binary: s.opts.Binaries.Movies, ports: ports, portEnv: EnvMoviesPort,
-		env: func(addr string) []string {
-			return []string{"MOVIES_ADDR=" + addr, "MOVIES_DATABASE_URL=" + dbURL, "MOVIES_CASTS_URL=" + castsURL, "MOVIES_LOG_LEVEL=" + s.opts.LogLevel}
-		},
+		name: name, binary: binary, ports: ports, portEnv: portEnv, env: envWithDelay,
+		// The services' own shutdown timeout is 15s, after the delay.
+		grace:    s.opts.ShutdownDelay + 20*time.Second,
+		replicas: make([]*process, len(ports)),
 	}
 }
 
+// startService starts every replica of svc that is not running; fresh
+// empties their log files first.
 func (s *Stack) startService(ctx context.Context, svc *service, fresh bool) error {
-	err := svc.start(ctx, s.logFiles(fresh), s.opts.ReadyTimeout, s.opts.Progress)
-	for _, p := range svc.replicas {
-		s.watch(p)
+	for _, i := range svc.stopped() {
+		if err := s.startReplica(ctx, svc, i, fresh); err != nil {
+			return err
+		}
 	}
-	return err
+	return nil
+}
+
+func (s *Stack) startReplica(ctx context.Context, svc *service, i int, fresh bool) error {
+	return svc.startReplica(ctx, i, s.logFiles(fresh), s.opts.ReadyTimeout, s.opts.Progress, s.watch)
 }
 
 func (s *Stack) startTraefik(ctx context.Context) error {
@@ -429,6 +456,26 @@ func (s *Stack) URLs() URLs {
 // LogDir is the directory holding the processes' log files.
 func (s *Stack) LogDir() string { return s.logDir }
 
+// Secrets are the stack's database passwords, for tests that must check
+// where they do not appear. Secrets prints itself redacted.
+func (s *Stack) Secrets() Secrets { return s.secrets }
+
+// DatabaseURL is a connection URL to database as role, with that role's
+// password: role is ServiceCasts, ServiceMovies or Superuser. It holds a
+// password: keep it out of logs (url.URL.Redacted).
+func (s *Stack) DatabaseURL(role, database string) string {
+	password := ""
+	switch role {
+	case ServiceCasts:
+		password = s.secrets.Casts
+	case ServiceMovies:
+		password = s.secrets.Movies
+	case Superuser:
+		password = s.secrets.Superuser
+	}
+	return s.pg.URL(role, password, database)
+}
+
 // Wait blocks until ctx is done, returning nil, or until a process of the
 // stack exits without being asked to, returning an error with its last log lines.
 func (s *Stack) Wait(ctx context.Context) error {
@@ -452,8 +499,9 @@ func (s *Stack) StopService(name string) error {
 	return svc.stop()
 }
 
-// StartService starts again the replicas of a service stopped by StopService,
-// on the same ports, and waits until they are ready.
+// StartService starts again the replicas of a service stopped by StopService
+// (or StopReplica), on the same ports, and waits until each answers /readyz
+// and Traefik has it back in rotation.
 func (s *Stack) StartService(ctx context.Context, name string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -461,10 +509,142 @@ func (s *Stack) StartService(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	if len(svc.replicas) > 0 {
+	stopped := svc.stopped()
+	if len(stopped) == 0 {
 		return fmt.Errorf("stack: %s is already running", name)
 	}
-	return s.startService(ctx, svc, false)
+	if err := s.startService(ctx, svc, false); err != nil {
+		return err
+	}
+	var urls []string
+	for _, i := range stopped {
+		urls = append(urls, svc.replicaURL(i))
+	}
+	return s.waitInRotation(ctx, urls)
+}
+
+// StopReplica stops replica i (counted from 0; see URLs) of service name the
+// way an orchestrator does: SIGTERM, then it waits for the process to exit.
+// With a ShutdownDelay the replica first fails /readyz for that long, then
+// finishes its in-flight requests.
+func (s *Stack) StopReplica(name string, i int) error {
+	return s.signalReplica(name, i, syscall.SIGTERM)
+}
+
+// KillReplica ends replica i of service name with SIGKILL, as a crash
+// would: no drain, no shutdown, in-flight requests are cut off.
+func (s *Stack) KillReplica(name string, i int) error {
+	return s.signalReplica(name, i, syscall.SIGKILL)
+}
+
+func (s *Stack) signalReplica(name string, i int, sig syscall.Signal) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	svc, err := s.service(name)
+	if err != nil {
+		return err
+	}
+	if err := svc.checkReplica(i); err != nil {
+		return err
+	}
+	if svc.replicas[i] == nil {
+		return fmt.Errorf("stack: %s is not running", svc.replicaName(i))
+	}
+	return svc.stopReplica(i, sig)
+}
+
+// StartReplica starts replica i of service name again, on its port, after
+// StopReplica or KillReplica, and returns once it answers /readyz and
+// Traefik's health check has put it back in rotation. Its log file is
+// appended to.
+func (s *Stack) StartReplica(ctx context.Context, name string, i int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	svc, err := s.service(name)
+	if err != nil {
+		return err
+	}
+	if err := svc.checkReplica(i); err != nil {
+		return err
+	}
+	if err := s.startReplica(ctx, svc, i, false); err != nil {
+		return err
+	}
+	return s.waitInRotation(ctx, []string{svc.replicaURL(i)})
+}
+
+// RestartReplica is StopReplica then StartReplica: one step of a rolling
+// restart.
+func (s *Stack) RestartReplica(ctx context.Context, name string, i int) error {
+	if err := s.StopReplica(name, i); err != nil {
+		return err
+	}
+	return s.StartReplica(ctx, name, i)
+}
+
+// waitInRotation waits until Traefik reports every server in urls UP. Before
+// Traefik has started (during Start) there is nothing to wait for.
+func (s *Stack) waitInRotation(ctx context.Context, urls []string) error {
+	if s.traefik == nil {
+		return nil
+	}
+	return waitTraefikReady(ctx, s.urls.Admin, urls, s.traefik, s.opts.ReadyTimeout)
+}
+
+// WaitReady returns once every running replica answers /readyz with 200 and
+// Traefik reports each UP: after a fault (see StopPostgres), the point from
+// which the stack serves again.
+func (s *Stack) WaitReady(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var urls []string
+	for _, svc := range s.services {
+		for _, i := range svc.running() {
+			if err := waitHTTPReady(ctx, svc.replicaURL(i)+"/readyz", svc.replicas[i], s.opts.ReadyTimeout); err != nil {
+				return err
+			}
+			urls = append(urls, svc.replicaURL(i))
+		}
+	}
+	return s.waitInRotation(ctx, urls)
+}
+
+// StopPostgres shuts the PostgreSQL server down (fast shutdown: sessions end,
+// data stays), leaving everything else running: a database outage, in which
+// connections are refused. StartPostgres ends it.
+func (s *Stack) StopPostgres() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pg.StopServer()
+}
+
+// StartPostgres starts the server stopped by StopPostgres, on the same port
+// with the same data, and returns once it accepts connections. The services
+// reconnect by themselves; WaitReady tells when they have.
+func (s *Stack) StartPostgres(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.pg.StartServer(ctx); err != nil {
+		return err
+	}
+	s.watch(s.pg.process())
+	return nil
+}
+
+// PausePostgres freezes the PostgreSQL server and its sessions (SIGSTOP): a
+// database that hangs instead of refusing, so that only the services' own
+// timeouts end their requests. ResumePostgres ends it; Stop resumes it first.
+func (s *Stack) PausePostgres() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pg.Pause()
+}
+
+// ResumePostgres undoes PausePostgres.
+func (s *Stack) ResumePostgres() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pg.Resume()
 }
 
 func (s *Stack) service(name string) (*service, error) {
@@ -491,7 +671,9 @@ func (s *Stack) Stop() error {
 			errs = append(errs, s.traefik.stop(syscall.SIGTERM, 15*time.Second))
 		}
 		if s.pg != nil {
+			s.mu.Lock()
 			errs = append(errs, s.pg.Stop())
+			s.mu.Unlock()
 		}
 		if s.pgLog != nil {
 			s.pgLog.Close()

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -52,13 +53,14 @@ func TestOptionsFromEnv(t *testing.T) {
 		{
 			name: "every variable",
 			env: map[string]string{"WEB_PORT": "9080", "ADMIN_PORT": "9081", "MESH_PORT": "9082", "MOVIES_PORT": "9000",
-				"CASTS_PORT": "9001", "PG_PORT": "0", "REPLICAS": "2", "LOG_LEVEL": "debug"},
-			want: Options{Ports: Ports{Web: 9080, Admin: 9081, Mesh: 9082, Movies: 9000, Casts: 9001}, Replicas: 2, LogLevel: "debug"},
+				"CASTS_PORT": "9001", "PG_PORT": "0", "REPLICAS": "2", "SHUTDOWN_DELAY": "3500ms", "LOG_LEVEL": "debug"},
+			want: Options{Ports: Ports{Web: 9080, Admin: 9081, Mesh: 9082, Movies: 9000, Casts: 9001}, Replicas: 2,
+				ShutdownDelay: 3500 * time.Millisecond, LogLevel: "debug"},
 		},
 		{
 			name:    "bad values are all reported",
-			env:     map[string]string{"WEB_PORT": "http", "PG_PORT": "70000", "REPLICAS": "0"},
-			wantErr: []string{`WEB_PORT="http"`, `PG_PORT="70000"`, `REPLICAS="0"`},
+			env:     map[string]string{"WEB_PORT": "http", "PG_PORT": "70000", "REPLICAS": "0", "SHUTDOWN_DELAY": "4"},
+			wantErr: []string{`WEB_PORT="http"`, `PG_PORT="70000"`, `REPLICAS="0"`, `SHUTDOWN_DELAY="4"`},
 		},
 	}
 	for _, tc := range tests {

@@ -1,0 +1,175 @@
+package stack
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// requireBuilt returns the repository root when bin/ holds the real casts,
+// movies and traefik, and skips the test otherwise (fails it in CI).
+func requireBuilt(t *testing.T) string {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := FindRepoRoot(wd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"casts", "movies", "traefik"} {
+		if path := filepath.Join(root, "bin", name); !isExecutable(path) {
+			msg := path + " is not built (make build, make traefik)"
+			if os.Getenv("CI") == "true" {
+				t.Fatal("CI=true and " + msg)
+			}
+			t.Skip("skipping: " + msg)
+		}
+	}
+	return root
+}
+
+// TestRealServicesUnderFaults runs the real binaries with two replicas each
+// and exercises the controls that fault tests use: one replica drained and
+// restarted, one killed and restarted, PostgreSQL stopped and started, then
+// paused and resumed.
+func TestRealServicesUnderFaults(t *testing.T) {
+	t.Parallel()
+	requirePostgres(t)
+	root := requireBuilt(t)
+	ctx := testContext(t)
+	var logs syncBuffer
+	s, err := Start(ctx, Options{RepoRoot: root, Replicas: 2, ShutdownDelay: 1500 * time.Millisecond, LogOutput: &logs})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Stop(); err != nil {
+			t.Errorf("Stop: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("process output:\n%s", logs.String())
+		}
+	})
+	u := s.URLs()
+	if len(u.Casts) != 2 || len(u.Movies) != 2 {
+		t.Fatalf("URLs: casts %v, movies %v; want two replicas each", u.Casts, u.Movies)
+	}
+	for _, path := range []string{"/api/v1/casts", "/api/v1/movies"} {
+		if got := getStatus(t, u.Gateway+path); got != http.StatusOK {
+			t.Errorf("GET %s through the gateway: %d, want 200", path, got)
+		}
+	}
+
+	t.Run("drained replica fails readyz before it stops", func(t *testing.T) {
+		stopped := make(chan error, 1)
+		go func() { stopped <- s.StopReplica(ServiceCasts, 1) }()
+		// While it drains, the replica still answers, but not ready: the
+		// shutdown delay reached it.
+		sawDraining := false
+		for !sawDraining {
+			select {
+			case err := <-stopped:
+				t.Fatalf("StopReplica returned (%v) before /readyz was seen failing", err)
+			default:
+			}
+			sawDraining = getStatus(t, u.Casts[1]+"/readyz") == http.StatusServiceUnavailable
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err := <-stopped; err != nil {
+			t.Fatalf("StopReplica: %v", err)
+		}
+		if got := getStatus(t, u.Casts[1]+"/livez"); got != 0 {
+			t.Errorf("casts-2 answers %d after StopReplica, want no answer", got)
+		}
+		if got := getStatus(t, u.Casts[0]+"/readyz"); got != http.StatusOK {
+			t.Errorf("casts-1 /readyz %d while casts-2 is stopped, want 200", got)
+		}
+		if err := s.StopReplica(ServiceCasts, 1); err == nil {
+			t.Error("StopReplica of a stopped replica succeeded")
+		}
+		if err := s.StartReplica(ctx, ServiceCasts, 1); err != nil {
+			t.Fatalf("StartReplica: %v", err)
+		}
+		if got := getStatus(t, u.Casts[1]+"/readyz"); got != http.StatusOK {
+			t.Errorf("casts-2 /readyz %d after StartReplica, want 200", got)
+		}
+	})
+
+	t.Run("killed replica comes back", func(t *testing.T) {
+		if err := s.KillReplica(ServiceMovies, 0); err != nil {
+			t.Fatalf("KillReplica: %v", err)
+		}
+		if got := getStatus(t, u.Movies[0]+"/livez"); got != 0 {
+			t.Errorf("movies answers %d after KillReplica, want no answer", got)
+		}
+		if err := s.RestartReplica(ctx, ServiceMovies, 1); err != nil {
+			t.Fatalf("RestartReplica of the other replica: %v", err)
+		}
+		if err := s.StartReplica(ctx, ServiceMovies, 0); err != nil {
+			t.Fatalf("StartReplica: %v", err)
+		}
+		if err := s.StartReplica(ctx, ServiceMovies, 0); err == nil {
+			t.Error("StartReplica of a running replica succeeded")
+		}
+		if err := s.StartReplica(ctx, ServiceMovies, 2); err == nil {
+			t.Error("StartReplica of a replica that does not exist succeeded")
+		}
+	})
+
+	// waitStatus polls url until it answers want.
+	waitStatus := func(t *testing.T, url string, want int) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		got := getStatus(t, url)
+		for got != want && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+			got = getStatus(t, url)
+		}
+		if got != want {
+			t.Errorf("GET %s: %d, want %d", url, got, want)
+		}
+	}
+	outage := func(t *testing.T, begin, end func() error) {
+		t.Helper()
+		if err := begin(); err != nil {
+			t.Fatal(err)
+		}
+		for _, url := range append(u.Casts, u.Movies...) {
+			waitStatus(t, url+"/readyz", http.StatusServiceUnavailable)
+			waitStatus(t, url+"/livez", http.StatusOK)
+		}
+		if err := end(); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.WaitReady(ctx); err != nil {
+			t.Fatalf("WaitReady after the outage: %v", err)
+		}
+	}
+	t.Run("postgres stopped and started", func(t *testing.T) {
+		outage(t, s.StopPostgres, func() error { return s.StartPostgres(ctx) })
+	})
+	t.Run("postgres paused and resumed", func(t *testing.T) {
+		outage(t, s.PausePostgres, s.ResumePostgres)
+	})
+
+	waitCtx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if err := s.Wait(waitCtx); err != nil {
+		t.Errorf("Wait reports a crash, but every stop was asked for: %v", err)
+	}
+	sec := s.Secrets()
+	if sec.Casts == "" || sec.Movies == "" {
+		t.Fatal("Secrets() has empty passwords")
+	}
+	files, _ := filepath.Glob(filepath.Join(s.LogDir(), "*.log"))
+	for _, f := range files {
+		data, _ := os.ReadFile(f)
+		assertNoSecrets(t, f, string(data), sec.Casts, sec.Movies)
+	}
+	assertNoSecrets(t, "LogOutput", logs.String(), sec.Casts, sec.Movies)
+}
