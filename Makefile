@@ -10,7 +10,7 @@ GO_PACKAGES := ./casts/... ./movies/... ./e2e/...
 # Runs a command with a throwaway PostgreSQL cluster; it exports TEST_DATABASE_URL.
 WITH_POSTGRES := go run ./e2e/cmd/stack exec --
 
-.PHONY: help build traefik run test vet e2e clean
+.PHONY: help build traefik run test vet e2e fuzz clean
 
 help: ## List the targets.
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -43,6 +43,18 @@ test: vet build traefik ## Vet, then every test of every module against a throwa
 
 e2e: build traefik ## Only the black-box suite through the gateway.
 	$(WITH_POSTGRES) go test -count=1 ./e2e/...
+
+FUZZTIME ?= 20s
+FUZZ_TARGETS := \
+	./casts/internal/api:FuzzDecodeCastRequest ./casts/internal/api:FuzzDecodeCastPatch ./casts/internal/api:FuzzParseCastListQuery \
+	./movies/internal/api:FuzzDecodeMovieRequest ./movies/internal/api:FuzzDecodeMoviePatch ./movies/internal/api:FuzzParseMovieListQuery
+
+fuzz: ## Fuzz each request decoder and query parser for FUZZTIME (20s) each; their seeds run in make test.
+	@set -e; for target in $(FUZZ_TARGETS); do \
+		pkg=$${target%%:*}; name=$${target##*:}; \
+		echo "fuzz: $$name in $$pkg for $(FUZZTIME)"; \
+		go test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg; \
+	done
 
 clean: ## Remove build output (bin/). Run data in .run/ is kept: rm -rf .run to reset it.
 	rm -rf bin

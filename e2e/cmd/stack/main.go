@@ -34,6 +34,8 @@ commands:
           PG_PORT [5433]     PostgreSQL
           REPLICAS [1]       replicas of each service (1-9)
           LOG_LEVEL [info]   log level of both services
+          SHUTDOWN_DELAY [0s] how long a stopping replica fails /readyz before it
+                             stops accepting (lets Traefik take it out of rotation)
         A port of 0 picks a free one. Delete .run/ to reset all local data.
 `
 
