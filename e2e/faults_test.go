@@ -1,0 +1,218 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/movies-microservices/e2e/stack"
+)
+
+// drainDelay is how long a stopping replica fails /readyz before it stops accepting: longer than
+// Traefik's health-check interval (2s) plus its timeout (1s), so Traefik has taken it out of
+// rotation by then (traefik/dynamic/routers.yml).
+const drainDelay = 4 * time.Second
+
+// startReplicatedStack starts a second, private stack with two replicas of each service, for tests
+// that restart or kill instances under load without disturbing the rest of the suite.
+func startReplicatedStack(t *testing.T) *stack.Stack {
+	t.Helper()
+	needOwnStack(t)
+	root, err := stack.FindRepoRoot(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	s, err := stack.Start(ctx, stack.Options{RepoRoot: root, Replicas: 2, ShutdownDelay: drainDelay, LogLevel: "warn"})
+	if err != nil {
+		t.Fatalf("start a replicated stack: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Stop(); err != nil {
+			t.Errorf("stop the replicated stack: %v", err)
+		}
+	})
+	return s
+}
+
+// loadResult is what a load run saw.
+type loadResult struct {
+	mu       sync.Mutex
+	requests int
+	failures []string          // every non-2xx answer or transport error, described
+	casts    map[int64]string  // acknowledged casts: id -> name
+	movies   map[int64][]int64 // acknowledged movies: id -> cast ids
+}
+
+func (r *loadResult) fail(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.failures) < 50 {
+		r.failures = append(r.failures, fmt.Sprintf(format, args...))
+	} else if len(r.failures) == 50 {
+		r.failures = append(r.failures, "(more failures left out)")
+	}
+}
+
+// runLoad sends a steady mix of writes and reads through gateway from workers goroutines until
+// stop is closed or maxRequests have been sent, whichever comes first.
+func runLoad(gateway string, workers, maxRequests int, stop <-chan struct{}) *loadResult {
+	res := &loadResult{casts: map[int64]string{}, movies: map[int64][]int64{}}
+	client := &http.Client{Timeout: 30 * time.Second}
+	var sent atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if sent.Add(1) > int64(maxRequests) {
+					return
+				}
+				loadStep(client, gateway, fmt.Sprintf("w%d-%d", w, i), res)
+			}
+		}()
+	}
+	wg.Wait()
+	return res
+}
+
+// loadStep creates a cast, reads it, creates a movie with it (the cast check crosses the mesh) and
+// reads that: each step is four requests, writes and reads on both services.
+func loadStep(client *http.Client, gateway, tag string, res *loadResult) {
+	do := func(method, path, body string) (int, []byte, bool) {
+		req, _ := http.NewRequest(method, gateway+path, strings.NewReader(body))
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := client.Do(req)
+		res.mu.Lock()
+		res.requests++
+		res.mu.Unlock()
+		if err != nil {
+			res.fail("%s %s: %v", method, path, err)
+			return 0, nil, false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode/100 != 2 {
+			res.fail("%s %s: %d %.200s", method, path, resp.StatusCode, b)
+			return resp.StatusCode, b, false
+		}
+		return resp.StatusCode, b, true
+	}
+
+	name := unique("Load " + tag)
+	_, b, ok := do("POST", "/api/v1/casts", `{"name":"`+name+`"}`)
+	if !ok {
+		return
+	}
+	var c cast
+	if err := jsonUnmarshal(b, &c); err != nil {
+		res.fail("decode cast: %v", err)
+		return
+	}
+	res.mu.Lock()
+	res.casts[c.ID] = name
+	res.mu.Unlock()
+	do("GET", "/api/v1/casts/"+itoa(c.ID), "")
+
+	_, b, ok = do("POST", "/api/v1/movies", `{"name":"`+name+`","cast_ids":[`+itoa(c.ID)+`]}`)
+	if !ok {
+		return
+	}
+	var m movie
+	if err := jsonUnmarshal(b, &m); err != nil {
+		res.fail("decode movie: %v", err)
+		return
+	}
+	res.mu.Lock()
+	res.movies[m.ID] = m.CastIDs
+	res.mu.Unlock()
+	do("GET", "/api/v1/movies/"+itoa(m.ID), "")
+}
+
+// checkAcknowledged reads back every acknowledged write through gateway.
+func checkAcknowledged(t *testing.T, gateway string, res *loadResult) {
+	t.Helper()
+	for id, name := range res.casts {
+		var c cast
+		if status := getJSON(t, gateway+"/api/v1/casts/"+itoa(id), &c); status != http.StatusOK || c.Name != name {
+			t.Errorf("acknowledged cast %d: status %d, name %q, want 200 %q", id, status, c.Name, name)
+		}
+	}
+	for id, castIDs := range res.movies {
+		var m movie
+		if status := getJSON(t, gateway+"/api/v1/movies/"+itoa(id), &m); status != http.StatusOK || len(m.CastIDs) != len(castIDs) {
+			t.Errorf("acknowledged movie %d: status %d, cast_ids %v, want 200 %v", id, status, m.CastIDs, castIDs)
+		}
+	}
+}
+
+func getJSON(t *testing.T, url string, v any) int {
+	t.Helper()
+	resp, err := plainClient.Get(url)
+	if err != nil {
+		t.Errorf("GET %s: %v", url, err)
+		return 0
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == http.StatusOK {
+		if err := jsonUnmarshal(b, v); err != nil {
+			t.Errorf("GET %s: %v", url, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+// TestRollingRestart restarts every instance of both services, one after the other, under a
+// steady load through the gateway: not one request may fail, and every acknowledged write must be
+// readable afterwards. It fails if a replica stops without first draining (drainDelay 0).
+func TestRollingRestart(t *testing.T) {
+	s := startReplicatedStack(t)
+	gateway := s.URLs().Gateway
+
+	stop := make(chan struct{})
+	done := make(chan *loadResult)
+	go func() { done <- runLoad(gateway, 4, 40_000, stop) }()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	for _, name := range []string{stack.ServiceCasts, stack.ServiceMovies} {
+		for i := range 2 {
+			if err := s.RestartReplica(ctx, name, i); err != nil {
+				close(stop)
+				<-done
+				t.Fatalf("restart %s replica %d: %v", name, i, err)
+			}
+			t.Logf("restarted %s replica %d", name, i)
+		}
+	}
+	close(stop)
+	res := <-done
+
+	t.Logf("%d requests during the rolling restart, %d casts and %d movies acknowledged", res.requests, len(res.casts), len(res.movies))
+	if len(res.failures) > 0 {
+		t.Errorf("%d requests failed during the rolling restart:\n%s", len(res.failures), strings.Join(res.failures, "\n"))
+	}
+	if len(res.casts) == 0 || len(res.movies) == 0 {
+		t.Fatal("the load acknowledged no writes: it tested nothing")
+	}
+	checkAcknowledged(t, gateway, res)
+}
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
