@@ -26,6 +26,9 @@ type Config struct {
 	// OutboxMaxBackoff caps the wait between two attempts to deliver an event that keeps failing.
 	OutboxMaxBackoff time.Duration
 	LogLevel         zerolog.Level
+	// RequestTimeout bounds every request: a request still waiting for the database when it
+	// passes is answered 503.
+	RequestTimeout time.Duration
 	// ShutdownDelay is how long /readyz reports "not ready" before the server stops accepting
 	// requests, so that a load balancer health-checking it has time to take it out of rotation.
 	ShutdownDelay time.Duration
@@ -40,8 +43,11 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		MoviesTimeout:    5 * time.Second,
 		OutboxMaxBackoff: 10 * time.Second,
 		LogLevel:         zerolog.InfoLevel,
-		ShutdownDelay:    0,
-		ShutdownTimeout:  15 * time.Second,
+		RequestTimeout:   10 * time.Second,
+		// No delay by default: how long a load balancer needs to notice depends on its health
+		// check, so the deployment sets it (compose: 4s, for Traefik's 2s interval + 1s timeout).
+		ShutdownDelay:   0,
+		ShutdownTimeout: 15 * time.Second,
 	}
 	var errs []error
 
@@ -82,6 +88,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		dst      *time.Duration
 		positive bool
 	}{
+		{"CASTS_REQUEST_TIMEOUT", &cfg.RequestTimeout, true},
 		{"CASTS_SHUTDOWN_DELAY", &cfg.ShutdownDelay, false},
 		{"CASTS_SHUTDOWN_TIMEOUT", &cfg.ShutdownTimeout, false},
 		{"CASTS_MOVIES_TIMEOUT", &cfg.MoviesTimeout, true},

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/movies-microservices/casts/internal/api"
 	"github.com/movies-microservices/casts/internal/cast"
+	"github.com/movies-microservices/casts/internal/idempotency"
 	"github.com/movies-microservices/casts/internal/outbox"
 	"github.com/movies-microservices/casts/internal/postgres"
 	"github.com/rs/zerolog"
@@ -59,6 +61,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	defer stopRelay()
 
+	// Expired idempotency keys are ignored already; sweeping them keeps the table small. Deferred
+	// after pool.Close, the sweep stops before the pool closes.
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	var sweeping sync.WaitGroup
+	sweeping.Go(func() { idempotency.SweepEvery(sweepCtx, pool, sweepInterval, logger) })
+	defer func() {
+		stopSweep()
+		sweeping.Wait()
+	}()
+
 	var shuttingDown atomic.Bool
 	ready := func(ctx context.Context) error {
 		if shuttingDown.Load() {
@@ -72,9 +84,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return nil
 	}
 
+	handler := api.NewServer(api.Deps{Logger: logger, Store: cast.NewStore(pool), Ready: ready, RequestTimeout: cfg.RequestTimeout})
 	srv := &http.Server{
 		Addr:              cfg.Addr,
-		Handler:           api.NewServer(api.Deps{Logger: logger, Store: cast.NewStore(pool), Ready: ready}),
+		Handler:           handler,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -112,6 +125,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	logger.Info().Msg("stopped")
 	return nil
 }
+
+// sweepInterval is how often expired idempotency keys are deleted.
+const sweepInterval = time.Hour
 
 // moviesEventsPath is where the movie service takes events, on the mesh entrypoint only.
 const moviesEventsPath = "/internal/v1/movies/events"

@@ -24,6 +24,9 @@ type Config struct {
 	// CastsTimeout bounds one cast check; past it the write is answered 503.
 	CastsTimeout time.Duration
 	LogLevel     zerolog.Level
+	// RequestTimeout bounds every request: a request still waiting for the database (or the cast
+	// service) when it passes is answered 503.
+	RequestTimeout time.Duration
 	// ShutdownDelay is how long /readyz reports "not ready" before the server stops accepting
 	// requests, so that a load balancer health-checking it has time to take it out of rotation.
 	ShutdownDelay time.Duration
@@ -34,9 +37,12 @@ type Config struct {
 // loadConfig reads the configuration and reports every missing or bad variable at once.
 func loadConfig(getenv func(string) string) (Config, error) {
 	cfg := Config{
-		Addr:            defaultAddr,
-		CastsTimeout:    2 * time.Second,
-		LogLevel:        zerolog.InfoLevel,
+		Addr:           defaultAddr,
+		CastsTimeout:   2 * time.Second,
+		LogLevel:       zerolog.InfoLevel,
+		RequestTimeout: 10 * time.Second,
+		// No delay by default: how long a load balancer needs to notice depends on its health
+		// check, so the deployment sets it (compose: 4s, for Traefik's 2s interval + 1s timeout).
 		ShutdownDelay:   0,
 		ShutdownTimeout: 15 * time.Second,
 	}
@@ -78,6 +84,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		dst      *time.Duration
 		positive bool
 	}{
+		{"MOVIES_REQUEST_TIMEOUT", &cfg.RequestTimeout, true},
 		{"MOVIES_SHUTDOWN_DELAY", &cfg.ShutdownDelay, false},
 		{"MOVIES_SHUTDOWN_TIMEOUT", &cfg.ShutdownTimeout, false},
 		{"MOVIES_CASTS_TIMEOUT", &cfg.CastsTimeout, true},

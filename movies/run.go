@@ -9,12 +9,14 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/movies-microservices/movies/internal/api"
 	"github.com/movies-microservices/movies/internal/castsclient"
+	"github.com/movies-microservices/movies/internal/idempotency"
 	"github.com/movies-microservices/movies/internal/movie"
 	"github.com/movies-microservices/movies/internal/postgres"
 	"github.com/rs/zerolog"
@@ -54,6 +56,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	defer casts.CloseIdleConnections()
 
+	// Expired idempotency keys are ignored already; sweeping them keeps the table small. Deferred
+	// after pool.Close, the sweep stops before the pool closes.
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	var sweeping sync.WaitGroup
+	sweeping.Go(func() { idempotency.SweepEvery(sweepCtx, pool, sweepInterval, logger) })
+	defer func() {
+		stopSweep()
+		sweeping.Wait()
+	}()
+
 	var shuttingDown atomic.Bool
 	ready := func(ctx context.Context) error {
 		if shuttingDown.Load() {
@@ -67,9 +79,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return nil
 	}
 
+	handler := api.NewServer(api.Deps{
+		Logger: logger, Store: movie.NewStore(pool), Casts: casts, Ready: ready, RequestTimeout: cfg.RequestTimeout,
+	})
 	srv := &http.Server{
 		Addr:              cfg.Addr,
-		Handler:           api.NewServer(api.Deps{Logger: logger, Store: movie.NewStore(pool), Casts: casts, Ready: ready}),
+		Handler:           handler,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -106,6 +121,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	logger.Info().Msg("stopped")
 	return nil
 }
+
+// sweepInterval is how often expired idempotency keys are deleted.
+const sweepInterval = time.Hour
 
 // healthcheck asks the service running on MOVIES_ADDR whether it is ready; it lets a container
 // image without a shell or curl have a health check.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5"
 	"github.com/movies-microservices/movies/internal/postgres/pgtest"
 	"github.com/rs/zerolog"
 )
@@ -341,8 +342,9 @@ func TestRunConfigErrors(t *testing.T) {
 		{
 			name: "casts URL and timeout",
 			env: map[string]string{"MOVIES_DATABASE_URL": "postgres://u@127.0.0.1:1/db", "MOVIES_CASTS_URL": "traefik:8082",
-				"MOVIES_CASTS_TIMEOUT": "0s", "MOVIES_SHUTDOWN_TIMEOUT": "-1s"},
-			want: []string{"MOVIES_CASTS_URL is not an absolute http:// or https:// URL", "MOVIES_CASTS_TIMEOUT: must be more than 0", "MOVIES_SHUTDOWN_TIMEOUT"},
+				"MOVIES_CASTS_TIMEOUT": "0s", "MOVIES_SHUTDOWN_TIMEOUT": "-1s", "MOVIES_REQUEST_TIMEOUT": "0"},
+			want: []string{"MOVIES_CASTS_URL is not an absolute http:// or https:// URL", "MOVIES_CASTS_TIMEOUT: must be more than 0", "MOVIES_SHUTDOWN_TIMEOUT",
+				"MOVIES_REQUEST_TIMEOUT: must be more than 0"},
 		},
 	}
 	for _, tt := range tests {
@@ -377,9 +379,147 @@ func TestLoadConfigDefaults(t *testing.T) {
 		CastsURL:        env["MOVIES_CASTS_URL"],
 		CastsTimeout:    2 * time.Second,
 		LogLevel:        zerolog.InfoLevel,
+		RequestTimeout:  10 * time.Second,
 		ShutdownTimeout: 15 * time.Second,
 	}
 	if diff := cmp.Diff(want, cfg); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
 	}
+}
+
+// On shutdown the service first fails /readyz for the shutdown delay while it still serves, then
+// stops taking connections, lets the requests in flight finish, and only then closes the pool.
+func TestRunGracefulShutdown(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	castsSrv := httptest.NewServer(&fakeCasts{})
+	defer castsSrv.Close()
+	addr := freeAddr(t)
+	dbURL := pgtest.URL(t)
+	env := map[string]string{
+		"MOVIES_ADDR":         addr,
+		"MOVIES_DATABASE_URL": dbURL,
+		"MOVIES_CASTS_URL":    castsSrv.URL,
+		// Long enough to see /readyz fail before the listener closes; the test does not wait it out.
+		"MOVIES_SHUTDOWN_DELAY":  "2s",
+		"MOVIES_REQUEST_TIMEOUT": "1m",
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	runErr := make(chan error, 1)
+	go func() { runErr <- run(runCtx, []string{"movies"}, func(k string) string { return env[k] }, io.Discard) }()
+	base := "http://" + addr
+	waitReady(t, base, runErr)
+
+	// A request held in flight: its query waits for a lock the test holds.
+	admin, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	blocker, err := admin.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := blocker.Exec(ctx, "LOCK TABLE movies IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		status int
+		err    error
+	}
+	inFlight := make(chan result, 1)
+	go func() {
+		resp, err := fresh().Get(base + "/api/v1/movies")
+		if err != nil {
+			inFlight <- result{err: err}
+			return
+		}
+		resp.Body.Close()
+		inFlight <- result{status: resp.StatusCode}
+	}()
+	waitForLockWaiter(t, dbURL)
+
+	cancel()
+	// While the delay lasts, /readyz says not ready and the server still answers.
+	var readyz *http.Response
+	for range 100 {
+		resp, err := fresh().Get(base + "/readyz")
+		if err != nil {
+			t.Fatalf("/readyz during the shutdown delay: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			readyz = resp
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if readyz == nil || readyz.Header.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("/readyz never answered 503 problem+json after shutdown began")
+	}
+	// Then the listener closes while the request is still in flight.
+	for i := 0; ; i++ {
+		resp, err := fresh().Get(base + "/livez")
+		if err != nil {
+			break
+		}
+		resp.Body.Close()
+		if i == 1000 {
+			t.Fatal("the server kept taking connections after the shutdown delay")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case r := <-inFlight:
+		t.Fatalf("the request in flight ended before it could finish: %+v", r)
+	case err := <-runErr:
+		t.Fatalf("run returned with a request in flight: %v", err)
+	default:
+	}
+
+	// Let the request finish: it succeeds, and only then does run return.
+	if err := blocker.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-inFlight; r.err != nil || r.status != http.StatusOK {
+		t.Errorf("request in flight during shutdown: status %d, err %v; want 200", r.status, r.err)
+	}
+	select {
+	case err := <-runErr:
+		if err != nil {
+			t.Errorf("run: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not return after its last request")
+	}
+}
+
+// fresh returns a client that opens a new connection for each request, as a new client would.
+func fresh() *http.Client {
+	return &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+}
+
+// waitForLockWaiter waits until a session of the database at dbURL waits for a lock.
+func waitForLockWaiter(t *testing.T, dbURL string) {
+	t.Helper()
+	// A connection of its own, outside any transaction: pg_stat_activity stays the same within one.
+	conn, err := pgx.Connect(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	for range 1000 {
+		var n int
+		err := conn.QueryRow(context.Background(),
+			"SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'").Scan(&n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("the request never waited for the lock")
 }

@@ -256,6 +256,16 @@ func TestCastErrors(t *testing.T) {
 				{Field: "sort", Message: "is not a known query parameter (known: limit, after, id, name)"},
 			}},
 		},
+		{
+			name: "invalid UTF-8 in the name filter",
+			req:  request{method: "GET", path: "/api/v1/casts?name=%FF"},
+			want: problemJSON{Status: 400, Detail: "the query string has invalid parameters", Errors: []api.FieldError{{Field: "name", Message: "must be valid UTF-8"}}},
+		},
+		{
+			name: "NUL in the name filter",
+			req:  request{method: "GET", path: "/api/v1/casts/?name=a%00b"},
+			want: problemJSON{Status: 400, Detail: "the query string has invalid parameters", Errors: []api.FieldError{{Field: "name", Message: "must not contain NUL characters"}}},
+		},
 	}
 	// The group ends only when every parallel subtest has, so the check after it sees their effect.
 	t.Run("group", func(t *testing.T) {

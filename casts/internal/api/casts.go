@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-playground/validator/v10"
 	"github.com/movies-microservices/casts/internal/cast"
+	"github.com/movies-microservices/casts/internal/idempotency"
 )
 
 // castRequest is the body of POST and PUT, and what a PATCH must produce once merged.
@@ -66,8 +67,23 @@ func writeCast(w http.ResponseWriter, status int, c cast.Cast) {
 	writeJSON(w, status, newCastResponse(c))
 }
 
+// castCreated is the response to a create: 201 with the cast, its Location and its ETag.
+func castCreated(c cast.Cast) (idempotency.Response, error) {
+	header := http.Header{}
+	header.Set("Location", castLocation(c.ID))
+	header.Set("ETag", etag(c.Version))
+	return jsonResponse(http.StatusCreated, header, newCastResponse(c))
+}
+
+// handleCastCreate creates a cast. With an Idempotency-Key, the response is stored with the cast,
+// and a retry of the same request gets it again instead of creating another cast.
 func handleCastCreate(store Store, v *validator.Validate) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key, err := idempotencyKey(r)
+		if err != nil {
+			respondError(w, r, err)
+			return
+		}
 		var req castRequest
 		if err := decodeJSON(w, r, &req, "application/json"); err != nil {
 			respondError(w, r, err)
@@ -78,13 +94,28 @@ func handleCastCreate(store Store, v *validator.Validate) http.Handler {
 			respondError(w, r, err)
 			return
 		}
-		c, err := store.Create(r.Context(), req.fields())
+		var (
+			resp     idempotency.Response
+			replayed bool
+		)
+		if key == "" {
+			var c cast.Cast
+			if c, err = store.Create(r.Context(), req.fields()); err == nil {
+				resp, err = castCreated(c)
+			}
+		} else {
+			// The normalised request, in its wire form: bodies that differ only in spacing, key
+			// order or blanks trimmed away are the same request.
+			var sum []byte
+			if sum, err = fingerprint(r, req); err == nil {
+				resp, replayed, err = store.CreateOnce(r.Context(), req.fields(), idempotency.Key{Value: key, Fingerprint: sum}, castCreated)
+			}
+		}
 		if err != nil {
-			respondError(w, r, err)
+			respondError(w, r, storeError(err))
 			return
 		}
-		w.Header().Set("Location", castLocation(c.ID))
-		writeCast(w, http.StatusCreated, c)
+		writeResponse(w, resp, replayed)
 	})
 }
 
@@ -166,8 +197,8 @@ func parseCastListQuery(q url.Values) (cast.ListParams, error) {
 				p.IDs = append(p.IDs, n)
 			}
 		case "name":
-			if strings.ContainsRune(values[0], 0) {
-				errs = append(errs, FieldError{Field: "name", Message: "must not contain NUL characters"})
+			if msg := badText(values[0]); msg != "" {
+				errs = append(errs, FieldError{Field: "name", Message: msg})
 			}
 			p.Name = values[0]
 		default:
@@ -324,6 +355,8 @@ func storeError(err error) error {
 		return errorf(http.StatusNotFound, "no cast has this id")
 	case errors.Is(err, cast.ErrVersionMismatch):
 		return errPreconditionFailed
+	case errors.Is(err, idempotency.ErrKeyReused):
+		return errIdempotencyKeyReused
 	default:
 		return err
 	}

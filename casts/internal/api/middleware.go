@@ -104,6 +104,20 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
+// withTimeout gives each request a deadline of d (none if d is 0). The database calls a request
+// makes follow its context, so when the database hangs or is unreachable they are given up at the
+// deadline, and respondError answers 503, instead of the request waiting as long as the client.
+func withTimeout(d time.Duration, next http.Handler) http.Handler {
+	if d <= 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), d)
+		defer cancel()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
 // withProblemForUnrouted answers requests that match no route with problem+json instead of the
 // mux's plain text, keeping the status (404 or 405) and the Allow header the mux computed.
 func withProblemForUnrouted(mux *http.ServeMux) http.Handler {

@@ -4,9 +4,11 @@ package api
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"github.com/go-playground/validator/v10"
 	"github.com/movies-microservices/casts/internal/cast"
+	"github.com/movies-microservices/casts/internal/idempotency"
 	"github.com/rs/zerolog"
 )
 
@@ -15,6 +17,7 @@ type Store interface {
 	Create(ctx context.Context, f cast.Fields) (cast.Cast, error)
 	Get(ctx context.Context, id int64) (cast.Cast, error)
 	List(ctx context.Context, p cast.ListParams) ([]cast.Cast, error)
+	CreateOnce(ctx context.Context, f cast.Fields, key idempotency.Key, respond func(cast.Cast) (idempotency.Response, error)) (idempotency.Response, bool, error)
 	Update(ctx context.Context, id, version int64, f cast.Fields) (cast.Cast, error)
 	Delete(ctx context.Context, id int64, version *int64) error
 }
@@ -26,13 +29,18 @@ type Deps struct {
 	// Ready reports whether the service can take traffic: false while shutting down or when the
 	// database does not answer.
 	Ready func(ctx context.Context) error
+	// RequestTimeout bounds each request: past it, what the request waits for (the database) is
+	// given up and the request is answered 503. Zero means no bound.
+	RequestTimeout time.Duration
 }
 
 // NewServer returns the service's whole HTTP handler.
 func NewServer(d Deps) http.Handler {
 	mux := http.NewServeMux()
 	addRoutes(mux, d.Store, d.Ready, newValidator())
-	return withAccessLog(d.Logger, withProblemForUnrouted(mux))
+	// The deadline is set outside the access log, which must see the request the mux records the
+	// matched pattern on.
+	return withTimeout(d.RequestTimeout, withAccessLog(d.Logger, withProblemForUnrouted(mux)))
 }
 
 func newValidator() *validator.Validate {

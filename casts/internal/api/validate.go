@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"reflect"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/go-playground/validator/v10"
 )
@@ -21,6 +22,21 @@ func jsonFieldName(f reflect.StructField) string {
 
 func noNUL(fl validator.FieldLevel) bool {
 	return !strings.ContainsRune(fl.Field().String(), 0)
+}
+
+// badText says what is wrong with s as text for the database, or "" if nothing is. PostgreSQL
+// refuses invalid UTF-8 and NUL in text with an error, which must not become a 500. (Strings in
+// JSON bodies need no such check: encoding/json turns invalid UTF-8 into U+FFFD, and the nonul
+// tag refuses NUL.)
+func badText(s string) string {
+	switch {
+	case !utf8.ValidString(s):
+		return "must be valid UTF-8"
+	case strings.ContainsRune(s, 0):
+		return "must not contain NUL characters"
+	default:
+		return ""
+	}
 }
 
 // validateRequest runs the struct's validate tags and returns a 422 naming every bad field.

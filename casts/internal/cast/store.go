@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/movies-microservices/casts/internal/idempotency"
 	"github.com/movies-microservices/casts/internal/outbox"
 )
 
@@ -26,16 +27,43 @@ const sqlInsertCast = `
 INSERT INTO casts (name, nationality) VALUES ($1, $2)
 RETURNING ` + castColumns
 
-// Create stores a new cast.
+// Create stores a new cast. It returns once the cast is committed.
 func (s *Store) Create(ctx context.Context, f Fields) (Cast, error) {
-	return s.one(ctx, "create cast", sqlInsertCast, f.Name, f.Nationality)
+	return one(ctx, s.pool, "create cast", sqlInsertCast, f.Name, f.Nationality)
+}
+
+// CreateOnce is Create for a request that carries an idempotency key. One transaction claims the
+// key, inserts the cast and stores the response that respond makes of it, so the stored response
+// exists exactly when the cast does; it returns once both are committed. A retry of a request that
+// completed creates nothing and gets the stored response, with replayed set; the key used with
+// another request is idempotency.ErrKeyReused. A failure leaves the key unused.
+func (s *Store) CreateOnce(ctx context.Context, f Fields, key idempotency.Key, respond func(Cast) (idempotency.Response, error)) (resp idempotency.Response, replayed bool, err error) {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		stored, replay, err := idempotency.Claim(ctx, tx, key)
+		if err != nil || replay {
+			resp, replayed = stored, replay
+			return err
+		}
+		c, err := one(ctx, tx, "create cast", sqlInsertCast, f.Name, f.Nationality)
+		if err != nil {
+			return err
+		}
+		if resp, err = respond(c); err != nil {
+			return err
+		}
+		return idempotency.Save(ctx, tx, key, resp)
+	})
+	if err != nil {
+		return idempotency.Response{}, false, err
+	}
+	return resp, replayed, nil
 }
 
 const sqlSelectCast = `SELECT ` + castColumns + ` FROM casts WHERE id = $1`
 
 // Get returns the cast with id, or ErrNotFound.
 func (s *Store) Get(ctx context.Context, id int64) (Cast, error) {
-	return s.one(ctx, "get cast", sqlSelectCast, id)
+	return one(ctx, s.pool, "get cast", sqlSelectCast, id)
 }
 
 // The filters are NULL when unused, so one static statement serves every combination.
@@ -72,7 +100,7 @@ RETURNING ` + castColumns
 // Update replaces the fields of cast id if its version is still version.
 // It returns ErrNotFound if the cast is gone and ErrVersionMismatch if it changed meanwhile.
 func (s *Store) Update(ctx context.Context, id, version int64, f Fields) (Cast, error) {
-	c, err := s.one(ctx, "update cast", sqlUpdateCast, id, f.Name, f.Nationality, version)
+	c, err := one(ctx, s.pool, "update cast", sqlUpdateCast, id, f.Name, f.Nationality, version)
 	if errors.Is(err, ErrNotFound) {
 		return Cast{}, s.whyNoRow(ctx, id)
 	}
@@ -115,8 +143,13 @@ func (s *Store) whyNoRow(ctx context.Context, id int64) error {
 	return ErrVersionMismatch
 }
 
-func (s *Store) one(ctx context.Context, what, sql string, args ...any) (Cast, error) {
-	rows, err := s.pool.Query(ctx, sql, args...)
+// querier is what one needs: a pool or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+func one(ctx context.Context, q querier, what, sql string, args ...any) (Cast, error) {
+	rows, err := q.Query(ctx, sql, args...)
 	if err != nil {
 		return Cast{}, fmt.Errorf("%s: %w", what, err)
 	}

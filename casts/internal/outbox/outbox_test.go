@@ -398,3 +398,64 @@ func TestEventMarshalJSON(t *testing.T) {
 		})
 	}
 }
+
+// lockedLog collects log lines written by the relay's goroutines.
+type lockedLog struct {
+	mu    sync.Mutex
+	lines []map[string]any
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	var line map[string]any
+	if err := json.Unmarshal(p, &line); err != nil {
+		return 0, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, line)
+	return len(p), nil
+}
+
+// retries returns the retry_in of each "delivery failed" line so far, in milliseconds.
+func (l *lockedLog) retries() []float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var waits []float64
+	for _, line := range l.lines {
+		if line["message"] == "outbox: delivery failed; will retry" {
+			waits = append(waits, line["retry_in"].(float64))
+		}
+	}
+	return waits
+}
+
+// While the database is unreachable the relay does not spin: it backs off as it does for a
+// failing receiver, doubling its wait up to the cap.
+func TestRelayBacksOffWhileDatabaseDown(t *testing.T) {
+	t.Parallel()
+	// Nothing listens on port 1: every connection attempt is refused at once.
+	pool, err := pgxpool.New(context.Background(), "postgres://casts@127.0.0.1:1/casts?connect_timeout=5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	_, srv := newReceiver(t, func(int) int { return http.StatusOK })
+	var log lockedLog
+	stop := startRelay(t, pool, outbox.RelayConfig{
+		Endpoint:     srv.URL + "/internal/v1/movies/events",
+		MinBackoff:   10 * time.Millisecond,
+		MaxBackoff:   40 * time.Millisecond,
+		PollInterval: time.Hour,
+		Logger:       zerolog.New(&log),
+	})
+	for i := 0; len(log.retries()) < 5; i++ {
+		if i == 1000 {
+			t.Fatalf("the relay logged %d failed attempts, want 5", len(log.retries()))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	stop()
+	if diff := cmp.Diff([]float64{10, 20, 40, 40, 40}, log.retries()[:5]); diff != "" {
+		t.Errorf("waits after each failure, in ms (-want +got):\n%s", diff)
+	}
+}

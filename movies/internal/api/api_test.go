@@ -488,6 +488,14 @@ func TestMovieErrors(t *testing.T) {
 				{Field: "limit", Message: "must be a whole number from 1 to 1000"},
 			}},
 		},
+		{
+			name: "invalid UTF-8 in the text filters",
+			req:  request{method: "GET", path: "/api/v1/movies?genre=%FF&name=caf%C3"},
+			want: problemJSON{Status: 400, Detail: "the query string has invalid parameters", Errors: []api.FieldError{
+				{Field: "genre", Message: "must be valid UTF-8"},
+				{Field: "name", Message: "must be valid UTF-8"},
+			}},
+		},
 	}
 	// The group returns only when all its parallel subtests are done.
 	t.Run("group", func(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/go-playground/validator/v10"
+	"github.com/movies-microservices/movies/internal/idempotency"
 	"github.com/movies-microservices/movies/internal/movie"
 	"github.com/rs/zerolog"
 )
@@ -136,8 +137,38 @@ func sameIDs(a, b []int64) bool {
 	return slices.Equal(a, b)
 }
 
+// movieCreated is the response to a create: 201 with the movie, its Location and its ETag.
+func movieCreated(m movie.Movie) (idempotency.Response, error) {
+	header := http.Header{}
+	header.Set("Location", movieLocation(m.ID))
+	header.Set("ETag", etag(m.Version))
+	return jsonResponse(http.StatusCreated, header, newMovieResponse(m))
+}
+
+// canonical is the normalised request as the fingerprint of an idempotent create sees it: an
+// absent plot or list and an empty one are the same request.
+func (req movieRequest) canonical() movieRequest {
+	f := req.fields()
+	c := movieRequest{Name: &f.Name, Plot: &f.Plot, Genres: f.Genres, CastIDs: f.CastIDs}
+	if c.Genres == nil {
+		c.Genres = []string{}
+	}
+	if c.CastIDs == nil {
+		c.CastIDs = []int64{}
+	}
+	return c
+}
+
+// handleMovieCreate creates a movie. With an Idempotency-Key, the response is stored with the
+// movie, and a retry of the same request gets it again instead of creating another movie. The cast
+// check runs before the transaction: no transaction waits on a call to the cast service.
 func handleMovieCreate(store Store, casts Casts, v *validator.Validate) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key, err := idempotencyKey(r)
+		if err != nil {
+			respondError(w, r, err)
+			return
+		}
 		var req movieRequest
 		if err := decodeJSON(w, r, &req, "application/json"); err != nil {
 			respondError(w, r, err)
@@ -148,17 +179,47 @@ func handleMovieCreate(store Store, casts Casts, v *validator.Validate) http.Han
 			respondError(w, r, err)
 			return
 		}
+		var once idempotency.Key
+		if key != "" {
+			sum, err := fingerprint(r, req.canonical())
+			if err != nil {
+				respondError(w, r, err)
+				return
+			}
+			once = idempotency.Key{Value: key, Fingerprint: sum}
+			// A retry of a request that completed needs no cast check, and gets its response even
+			// while the cast service is down.
+			resp, found, err := store.FindResponse(r.Context(), once)
+			if err != nil {
+				respondError(w, r, storeError(err))
+				return
+			}
+			if found {
+				writeResponse(w, resp, true)
+				return
+			}
+		}
 		if err := checkCasts(r.Context(), casts, req.CastIDs); err != nil {
 			respondError(w, r, err)
 			return
 		}
-		m, err := store.Create(r.Context(), req.fields())
+		var (
+			resp     idempotency.Response
+			replayed bool
+		)
+		if key == "" {
+			var m movie.Movie
+			if m, err = store.Create(r.Context(), req.fields()); err == nil {
+				resp, err = movieCreated(m)
+			}
+		} else {
+			resp, replayed, err = store.CreateOnce(r.Context(), req.fields(), once, movieCreated)
+		}
 		if err != nil {
 			respondError(w, r, storeError(err))
 			return
 		}
-		w.Header().Set("Location", movieLocation(m.ID))
-		writeMovie(w, http.StatusCreated, m)
+		writeResponse(w, resp, replayed)
 	})
 }
 
@@ -244,8 +305,8 @@ func parseMovieListQuery(q url.Values) (movie.ListParams, error) {
 			}
 			p.After = n
 		case "genre":
-			if strings.ContainsRune(values[0], 0) {
-				errs = append(errs, FieldError{Field: "genre", Message: "must not contain NUL characters"})
+			if msg := badText(values[0]); msg != "" {
+				errs = append(errs, FieldError{Field: "genre", Message: msg})
 			}
 			// Genres are stored trimmed, so a filter with stray spaces still means the genre.
 			p.Genre = strings.TrimSpace(values[0])
@@ -256,8 +317,8 @@ func parseMovieListQuery(q url.Values) (movie.ListParams, error) {
 			}
 			p.CastID = n
 		case "name":
-			if strings.ContainsRune(values[0], 0) {
-				errs = append(errs, FieldError{Field: "name", Message: "must not contain NUL characters"})
+			if msg := badText(values[0]); msg != "" {
+				errs = append(errs, FieldError{Field: "name", Message: msg})
 			}
 			p.Name = values[0]
 		case "expand":
@@ -436,6 +497,8 @@ func storeError(err error) error {
 		return errorf(http.StatusNotFound, "no movie has this id")
 	case errors.Is(err, movie.ErrVersionMismatch):
 		return errPreconditionFailed
+	case errors.Is(err, idempotency.ErrKeyReused):
+		return errIdempotencyKeyReused
 	default:
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/movies-microservices/movies/internal/postgres"
 	"github.com/rs/zerolog"
 )
 
@@ -49,14 +50,27 @@ func writeProblem(w http.ResponseWriter, r *http.Request, status int, detail str
 	writeJSONType(w, status, "application/problem+json", p)
 }
 
-// respondError turns any error into a problem response. Errors it does not know are 500s: they are
-// logged once, with the request id, and the client gets a generic detail that leaks nothing.
+// retryAfter is the Retry-After of a 503, in seconds: a short wait, since an outage of the database
+// or of the cast service that ends makes requests succeed again at once.
+const retryAfter = "2"
+
+// respondError turns any error into a problem response. An error that says the database could not
+// be reached or did not answer in time (the request's deadline included) is a 503 that invites a
+// retry. Other errors it does not know are 500s. Both are logged once, with the request id, and the
+// client gets a detail that leaks nothing.
 func respondError(w http.ResponseWriter, r *http.Request, err error) {
 	var se *statusError
-	if errors.As(err, &se) {
-		writeProblem(w, r, se.status, se.detail, se.errors)
-		return
+	switch {
+	case errors.As(err, &se):
+	case postgres.Unavailable(err):
+		zerolog.Ctx(r.Context()).Warn().Err(err).Msg("database unavailable")
+		se = &statusError{status: http.StatusServiceUnavailable, detail: "the database is unavailable or did not answer in time; retry later"}
+	default:
+		zerolog.Ctx(r.Context()).Error().Err(err).Msg("internal error")
+		se = &statusError{status: http.StatusInternalServerError, detail: "The server failed to handle the request; it has been logged with the request id."}
 	}
-	zerolog.Ctx(r.Context()).Error().Err(err).Msg("internal error")
-	writeProblem(w, r, http.StatusInternalServerError, "The server failed to handle the request; it has been logged with the request id.", nil)
+	if se.status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", retryAfter)
+	}
+	writeProblem(w, r, se.status, se.detail, se.errors)
 }

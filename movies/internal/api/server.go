@@ -4,9 +4,11 @@ package api
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"github.com/go-playground/validator/v10"
 	"github.com/movies-microservices/movies/internal/castsclient"
+	"github.com/movies-microservices/movies/internal/idempotency"
 	"github.com/movies-microservices/movies/internal/movie"
 	"github.com/rs/zerolog"
 )
@@ -16,6 +18,8 @@ type Store interface {
 	Create(ctx context.Context, f movie.Fields) (movie.Movie, error)
 	Get(ctx context.Context, id int64) (movie.Movie, error)
 	List(ctx context.Context, p movie.ListParams) ([]movie.Movie, error)
+	CreateOnce(ctx context.Context, f movie.Fields, key idempotency.Key, respond func(movie.Movie) (idempotency.Response, error)) (idempotency.Response, bool, error)
+	FindResponse(ctx context.Context, key idempotency.Key) (idempotency.Response, bool, error)
 	Update(ctx context.Context, id, version int64, f movie.Fields) (movie.Movie, error)
 	Delete(ctx context.Context, id int64, version *int64) error
 	ApplyCastDeleted(ctx context.Context, e movie.CastDeleted) (movie.Applied, error)
@@ -39,13 +43,18 @@ type Deps struct {
 	// Ready reports whether the service can take traffic: false while shutting down or when the
 	// database does not answer. The cast service is not part of it: reads still work without it.
 	Ready func(ctx context.Context) error
+	// RequestTimeout bounds each request: past it, what the request waits for (the database, the
+	// cast service) is given up and the request is answered 503. Zero means no bound.
+	RequestTimeout time.Duration
 }
 
 // NewServer returns the service's whole HTTP handler.
 func NewServer(d Deps) http.Handler {
 	mux := http.NewServeMux()
 	addRoutes(mux, d.Store, d.Casts, d.Ready, newValidator())
-	return withAccessLog(d.Logger, withProblemForUnrouted(mux))
+	// The deadline is set outside the access log, which must see the request the mux records the
+	// matched pattern on.
+	return withTimeout(d.RequestTimeout, withAccessLog(d.Logger, withProblemForUnrouted(mux)))
 }
 
 func newValidator() *validator.Validate {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/movies-microservices/movies/internal/idempotency"
 )
 
 // Store keeps movies in PostgreSQL.
@@ -25,10 +26,43 @@ const sqlInsertMovie = `
 INSERT INTO movies (name, plot, genres, cast_ids) VALUES ($1, $2, $3, $4)
 RETURNING ` + movieColumns
 
-// Create stores a new movie. It returns a *DeletedCastsError if f names casts the cast service
-// has deleted.
+// Create stores a new movie, and returns once it is committed. It returns a *DeletedCastsError if
+// f names casts the cast service has deleted.
 func (s *Store) Create(ctx context.Context, f Fields) (Movie, error) {
 	return s.write(ctx, "create movie", f.CastIDs, sqlInsertMovie, f.Name, f.Plot, nonNil(f.Genres), nonNil(f.CastIDs))
+}
+
+// CreateOnce is Create for a request that carries an idempotency key. One transaction claims the
+// key, inserts the movie and stores the response that respond makes of it, so the stored response
+// exists exactly when the movie does; it returns once both are committed. A retry of a request
+// that completed creates nothing and gets the stored response, with replayed set; the key used with
+// another request is idempotency.ErrKeyReused. A failure leaves the key unused.
+func (s *Store) CreateOnce(ctx context.Context, f Fields, key idempotency.Key, respond func(Movie) (idempotency.Response, error)) (resp idempotency.Response, replayed bool, err error) {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		stored, replay, err := idempotency.Claim(ctx, tx, key)
+		if err != nil || replay {
+			resp, replayed = stored, replay
+			return err
+		}
+		m, err := writeIn(ctx, tx, "create movie", f.CastIDs, sqlInsertMovie, f.Name, f.Plot, nonNil(f.Genres), nonNil(f.CastIDs))
+		if err != nil {
+			return err
+		}
+		if resp, err = respond(m); err != nil {
+			return err
+		}
+		return idempotency.Save(ctx, tx, key, resp)
+	})
+	if err != nil {
+		return idempotency.Response{}, false, err
+	}
+	return resp, replayed, nil
+}
+
+// FindResponse returns the response stored by CreateOnce for key, if a request with key completed;
+// see idempotency.Find.
+func (s *Store) FindResponse(ctx context.Context, key idempotency.Key) (idempotency.Response, bool, error) {
+	return idempotency.Find(ctx, s.pool, key)
 }
 
 const sqlSelectMovie = `SELECT ` + movieColumns + ` FROM movies WHERE id = $1`
@@ -113,30 +147,39 @@ const (
 )
 
 // write runs sql, which writes one movie naming castIDs and returns it, unless one of castIDs was
-// deleted: the check and the write share a transaction and the casts' locks.
+// deleted: see writeIn. Without cast ids it needs no transaction of its own.
 func (s *Store) write(ctx context.Context, what string, castIDs []int64, sql string, args ...any) (Movie, error) {
 	if len(castIDs) == 0 {
 		return one(ctx, s.pool, what, sql, args...)
 	}
 	var m Movie
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		m, err = writeIn(ctx, tx, what, castIDs, sql, args...)
+		return err
+	})
+	return m, err
+}
+
+// writeIn runs sql in tx, which writes one movie naming castIDs and returns it, unless one of
+// castIDs was deleted: the check and the write share the transaction and the casts' locks.
+func writeIn(ctx context.Context, tx pgx.Tx, what string, castIDs []int64, sql string, args ...any) (Movie, error) {
+	if len(castIDs) > 0 {
 		if _, err := tx.Exec(ctx, sqlLockCastsShared, castLockSpace, castIDs); err != nil {
-			return fmt.Errorf("%s: lock casts: %w", what, err)
+			return Movie{}, fmt.Errorf("%s: lock casts: %w", what, err)
 		}
 		// Read after the locks: a removal that held one has committed by now, and this statement
 		// (READ COMMITTED) sees it.
 		rows, _ := tx.Query(ctx, sqlDeletedAmong, castIDs)
 		deleted, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 		if err != nil {
-			return fmt.Errorf("%s: check deleted casts: %w", what, err)
+			return Movie{}, fmt.Errorf("%s: check deleted casts: %w", what, err)
 		}
 		if len(deleted) > 0 {
-			return &DeletedCastsError{IDs: deleted}
+			return Movie{}, &DeletedCastsError{IDs: deleted}
 		}
-		m, err = one(ctx, tx, what, sql, args...)
-		return err
-	})
-	return m, err
+	}
+	return one(ctx, tx, what, sql, args...)
 }
 
 const (

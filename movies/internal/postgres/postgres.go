@@ -22,13 +22,21 @@ var Migrations embed.FS
 // migrationLock is the advisory lock key that serialises migrations when several instances start at once.
 const migrationLock = 0x6d6f7669 // "movi": not casts' "cast" key, so the two stay apart even if ever run on one database
 
+// connectTimeout bounds one attempt to open a connection when the URL sets no connect_timeout: at
+// startup, and whenever the pool replaces a broken connection or grows. While the database is
+// unreachable, a request that needs a new connection fails after this long at most (sooner if its
+// own deadline comes first) instead of waiting for the operating system to give up.
+const connectTimeout = 3 * time.Second
+
 // Open creates a pool and checks, within timeout, that the database answers.
 func Open(ctx context.Context, url string, timeout time.Duration) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse database URL: %w", err)
 	}
-	cfg.ConnConfig.ConnectTimeout = timeout
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = min(connectTimeout, timeout)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("create pool: %w", err)

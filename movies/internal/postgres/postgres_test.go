@@ -2,13 +2,19 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/movies-microservices/movies/internal/postgres"
 	"github.com/movies-microservices/movies/internal/postgres/pgtest"
 )
@@ -50,7 +56,7 @@ func TestMigrateConcurrently(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"0001_create_movies.sql", "0002_consume_cast_events.sql"}
+	want := []string{"0001_create_movies.sql", "0002_consume_cast_events.sql", "0003_create_idempotency_keys.sql"}
 	if diff := cmp.Diff(want, applied); diff != "" {
 		t.Errorf("applied migrations (-want +got):\n%s", diff)
 	}
@@ -65,5 +71,49 @@ func TestOpenUnreachable(t *testing.T) {
 	}
 	if got := err.Error(); strings.Contains(got, "secret-password") {
 		t.Errorf("error leaks the password: %s", got)
+	}
+}
+
+func TestUnavailable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	// Real errors of pgx where they can be had.
+	_, refused := pgx.Connect(ctx, "postgres://u:secret@127.0.0.1:1/db?connect_timeout=5")
+	expired, cancel := context.WithTimeout(ctx, 0)
+	defer cancel()
+	pool := pgtest.Pool(t)
+	_, deadline := pool.Exec(expired, "SELECT 1")
+	_, tooLong := pool.Exec(ctx, "SELECT 1::int2 + 32767::int2")
+
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"connection refused", refused, true},
+		{"deadline passed", deadline, true},
+		{"context deadline, wrapped", fmt.Errorf("list movies: %w", context.DeadlineExceeded), true},
+		{"context cancelled", context.Canceled, true},
+		{"connection closed", fmt.Errorf("get movie: %w", pgconn.ErrConnClosed), true},
+		{"connection broke mid-answer", fmt.Errorf("receive: %w", io.ErrUnexpectedEOF), true},
+		{"network error", &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}, true},
+		{"server shutting down", &pgconn.PgError{Code: "57P01"}, true},
+		{"server starting up", &pgconn.PgError{Code: "57P03"}, true},
+		{"too many connections", &pgconn.PgError{Code: "53300"}, true},
+		{"connection failure", &pgconn.PgError{Code: "08006"}, true},
+		{"query error of the database", tooLong, false},
+		{"unique violation", &pgconn.PgError{Code: "23505"}, false},
+		{"invalid byte sequence", &pgconn.PgError{Code: "22021"}, false},
+		{"no rows", pgx.ErrNoRows, false},
+		{"other error", errors.New("boom"), false},
+		{"nil", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := postgres.Unavailable(tt.err); got != tt.want {
+				t.Errorf("Unavailable(%v) = %v, want %v", tt.err, got, tt.want)
+			}
+		})
 	}
 }
