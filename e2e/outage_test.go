@@ -1,0 +1,200 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/movies-microservices/e2e/stack"
+)
+
+// TestDatabaseOutage stops the PostgreSQL cluster under the suite's stack: the services answer 503
+// problem+json at once (and not by hanging), /readyz is 503 while /livez stays 200, and once the
+// database is back they serve again by themselves, without a restart.
+func TestDatabaseOutage(t *testing.T) {
+	needOwnStack(t)
+	urls := suite.stack.URLs()
+	c := createCast(t, unique("Outage Cast"))
+
+	if err := suite.stack.StopPostgres(); err != nil {
+		t.Fatal(err)
+	}
+	restarted := false
+	t.Cleanup(func() {
+		if !restarted {
+			suite.stack.StartPostgres(context.Background()) //nolint:errcheck // best effort after a failure
+		}
+	})
+
+	// Directly at each service: the gateway takes instances whose /readyz fails out of rotation.
+	client := &http.Client{Timeout: time.Minute} // far past the services' request timeout
+	for _, svc := range []struct{ base, path, body string }{
+		{urls.Casts[0], "/api/v1/casts/" + itoa(c.ID), ""},
+		{urls.Casts[0], "/api/v1/casts", `{"name":"written during the outage"}`},
+		{urls.Movies[0], "/api/v1/movies?limit=1", ""},
+		{urls.Movies[0], "/api/v1/movies", `{"name":"written during the outage"}`},
+	} {
+		method := "GET"
+		if svc.body != "" {
+			method = "POST"
+		}
+		req, _ := http.NewRequest(method, svc.base+svc.path, strings.NewReader(svc.body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Errorf("%s %s during the outage: %v (want a 503 before the request timeout)", method, svc.path, err)
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		r := response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+		if r.Status != http.StatusServiceUnavailable {
+			t.Errorf("%s %s during the outage: %d %s, want 503", method, svc.path, r.Status, b)
+		}
+		checkProblem(t, method+" "+svc.path, r)
+		if strings.Contains(string(b), suite.stack.Secrets().Casts) || strings.Contains(string(b), suite.stack.Secrets().Movies) {
+			t.Errorf("%s %s: the error body contains a database password", method, svc.path)
+		}
+	}
+	for _, base := range []string{urls.Casts[0], urls.Movies[0]} {
+		if got := statusOf(t, base+"/readyz"); got != http.StatusServiceUnavailable {
+			t.Errorf("%s/readyz during the outage = %d, want 503", base, got)
+		}
+		if got := statusOf(t, base+"/livez"); got != http.StatusOK {
+			t.Errorf("%s/livez during the outage = %d, want 200", base, got)
+		}
+	}
+
+	if err := suite.stack.StartPostgres(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	restarted = true
+	// Back without a restart: within 10 s of the database, through the gateway.
+	waitFor(t, "the cast readable through the gateway after the outage", 10*time.Second, func() error {
+		if got := statusOf(t, suite.gateway+"/api/v1/casts/"+itoa(c.ID)); got != http.StatusOK {
+			return &statusErr{got}
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := suite.stack.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitMeshSettled(t, "GET", "/api/v1/casts/"+itoa(c.ID), "")
+	createMovie(t, movie{Name: unique("After The Outage"), CastIDs: []int64{c.ID}})
+}
+
+func statusOf(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := plainClient.Get(url)
+	if err != nil {
+		return 0
+	}
+	io.Copy(io.Discard, resp.Body) //nolint:errcheck // only the status matters
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestCrashDurability kills a casts replica with SIGKILL in the middle of a burst of creates that
+// carry Idempotency-Keys; clients retry what failed with the same key. Every 201 must be readable
+// afterwards and no key may have produced two rows.
+func TestCrashDurability(t *testing.T) {
+	s := startReplicatedStack(t)
+	gateway := s.URLs().Gateway
+	tag := unique("Crash")
+	client := &http.Client{Timeout: 30 * time.Second}
+
+	const writers, perWriter = 4, 60
+	var acknowledged sync.Map // key -> cast id
+	var wg sync.WaitGroup
+	killed := make(chan struct{})
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perWriter {
+				if w == 0 && i == perWriter/3 {
+					close(killed) // the writers are mid-burst now
+				}
+				key := fmt.Sprintf("%s-%d-%d", strings.ReplaceAll(tag, " ", "-"), w, i)
+				body := `{"name":"` + tag + " " + key + `"}`
+				// Retry with the same key until acknowledged (bounded): a retry after the crash must
+				// never create a second row.
+				for attempt := 0; attempt < 100; attempt++ {
+					req, _ := http.NewRequest("POST", gateway+"/api/v1/casts", strings.NewReader(body))
+					req.Header.Set("Content-Type", "application/json")
+					req.Header.Set("Idempotency-Key", key)
+					resp, err := client.Do(req)
+					if err != nil {
+						time.Sleep(100 * time.Millisecond)
+						continue
+					}
+					b, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode == http.StatusCreated {
+						var c cast
+						if jsonUnmarshal(b, &c) == nil {
+							acknowledged.Store(key, c.ID)
+						}
+						break
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	<-killed
+	if err := s.KillReplica(stack.ServiceCasts, 0); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.StartReplica(ctx, stack.ServiceCasts, 0); err != nil {
+		t.Fatal(err)
+	}
+
+	// Every key acknowledged, each by exactly one row, and every acknowledged id readable.
+	rows := map[string][]int64{}
+	next := "/api/v1/casts?limit=1000&name=" + strings.ReplaceAll(tag, " ", "+")
+	for next != "" {
+		resp, err := plainClient.Get(gateway + next)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var page []cast
+		if err := jsonUnmarshal(b, &page); err != nil {
+			t.Fatalf("list: %v (%s)", err, b)
+		}
+		for _, c := range page {
+			key := strings.TrimPrefix(c.Name, tag+" ")
+			rows[key] = append(rows[key], c.ID)
+		}
+		next = linkNext(t, response{Header: resp.Header})
+	}
+	count := 0
+	acknowledged.Range(func(k, v any) bool {
+		count++
+		key, id := k.(string), v.(int64)
+		if got := rows[key]; len(got) != 1 || got[0] != id {
+			t.Errorf("key %s acknowledged as cast %d, rows with its name: %v", key, id, got)
+		}
+		return true
+	})
+	if count != writers*perWriter {
+		t.Errorf("%d of %d creates acknowledged after retries", count, writers*perWriter)
+	}
+	for key, ids := range rows {
+		if len(ids) != 1 {
+			t.Errorf("key %s has %d rows: %v", key, len(ids), ids)
+		}
+	}
+}
