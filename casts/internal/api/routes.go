@@ -12,6 +12,7 @@ import (
 func addRoutes(mux *http.ServeMux, store Store, ready func(context.Context) error, v *validator.Validate) {
 	mux.Handle("GET /livez", handleLive())
 	mux.Handle("GET /readyz", handleReady(ready))
+	mux.Handle("GET /problems/{status}", handleGatewayProblem())
 
 	mux.Handle("GET /api/v1/casts/openapi.json", handleOpenAPI())
 	mux.Handle("GET /api/v1/casts/docs", handleDocs())

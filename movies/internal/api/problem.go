@@ -2,7 +2,10 @@ package api
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
+	"net/url"
+	"strconv"
 
 	"github.com/movies-microservices/movies/internal/postgres"
 	"github.com/rs/zerolog"
@@ -39,15 +42,46 @@ func errorf(status int, detail string) error {
 
 // writeProblem sends a problem+json response.
 func writeProblem(w http.ResponseWriter, r *http.Request, status int, detail string, fieldErrors []FieldError) {
+	writeProblemAt(w, r.URL.Path, status, detail, fieldErrors)
+}
+
+// writeProblemAt is writeProblem for a problem about another request than the one being answered.
+func writeProblemAt(w http.ResponseWriter, instance string, status int, detail string, fieldErrors []FieldError) {
 	p := Problem{
 		Type:     "about:blank",
 		Title:    http.StatusText(status),
 		Status:   status,
 		Detail:   detail,
-		Instance: r.URL.Path,
+		Instance: instance,
 		Errors:   fieldErrors,
 	}
 	writeJSONType(w, status, "application/problem+json", p)
+}
+
+// gatewayDetails explain the errors that the gateway, not a service, finds with a request.
+var gatewayDetails = map[int]string{
+	http.StatusRequestEntityTooLarge: fmt.Sprintf("body must not be larger than %d bytes", maxBodyBytes),
+	http.StatusTooManyRequests:       "too many requests from this address; slow down and retry later",
+	http.StatusBadGateway:            "the service failed to answer the gateway; retry later",
+	http.StatusGatewayTimeout:        "the service did not answer the gateway in time; retry later",
+}
+
+// handleGatewayProblem renders, as problem+json, an error that Traefik itself produced: its errors
+// middleware fetches GET /problems/{status}?url=<the failed request's URL> from a service and
+// answers the client with that body under the original status. It is not routed publicly.
+func handleGatewayProblem() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		status, err := strconv.Atoi(r.PathValue("status"))
+		if err != nil || status < 400 || status > 599 {
+			writeProblem(w, r, http.StatusNotFound, "no resource at "+r.URL.Path, nil)
+			return
+		}
+		instance := r.URL.Path
+		if u, err := url.Parse(r.URL.Query().Get("url")); err == nil && u.Path != "" {
+			instance = u.Path
+		}
+		writeProblemAt(w, instance, status, gatewayDetails[status], nil)
+	})
 }
 
 // retryAfter is the Retry-After of a 503, in seconds: a short wait, since an outage of the database

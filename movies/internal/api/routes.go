@@ -12,6 +12,7 @@ import (
 func addRoutes(mux *http.ServeMux, store Store, casts Casts, ready func(context.Context) error, v *validator.Validate) {
 	mux.Handle("GET /livez", handleLive())
 	mux.Handle("GET /readyz", handleReady(ready))
+	mux.Handle("GET /problems/{status}", handleGatewayProblem())
 
 	mux.Handle("GET /api/v1/movies/openapi.json", handleOpenAPI())
 	mux.Handle("GET /api/v1/movies/docs", handleDocs())
