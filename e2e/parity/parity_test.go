@@ -102,8 +102,21 @@ func TestFileReferencesResolve(t *testing.T) {
 	shared := loadFileConfig(t, middlewaresFile, nil)
 	local := loadFileConfig(t, routersFile, nil)
 
-	if len(shared.HTTP.Routers) > 0 || len(shared.HTTP.Services) > 0 {
-		t.Errorf("%s defines routers or services; they belong in %s and in compose.yaml labels", middlewaresFile, routersFile)
+	if len(shared.HTTP.Routers) > 0 {
+		t.Errorf("%s defines routers; they belong in %s and in compose.yaml labels", middlewaresFile, routersFile)
+	}
+	// A service may live in the shared file only to serve its middlewares (error pages): then it is
+	// the same in both modes. The routers' services belong with the routers.
+	errorPages := map[string]bool{}
+	for _, m := range shared.HTTP.Middlewares {
+		if m.Errors != nil {
+			errorPages[strings.TrimSuffix(m.Errors.Service, "@file")] = true
+		}
+	}
+	for name := range shared.HTTP.Services {
+		if !errorPages[name] {
+			t.Errorf("%s defines service %s, which no middleware there uses; it belongs in %s and in compose.yaml labels", middlewaresFile, name, routersFile)
+		}
 	}
 	if len(local.HTTP.Middlewares) > 0 || len(local.HTTP.ServersTransports) > 0 {
 		t.Errorf("%s defines middlewares or servers transports; compose does not load it, move them to %s", routersFile, middlewaresFile)

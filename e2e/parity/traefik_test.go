@@ -65,6 +65,9 @@ type fileConfig struct {
 			Chain *struct {
 				Middlewares []string `yaml:"middlewares"`
 			} `yaml:"chain"`
+			Errors *struct {
+				Service string `yaml:"service"`
+			} `yaml:"errors"`
 		} `yaml:"middlewares"`
 		Services map[string]struct {
 			LoadBalancer struct {
