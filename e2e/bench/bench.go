@@ -1,0 +1,393 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/movies-microservices/e2e/stack"
+)
+
+// Options configure Run. Zero values take the defaults of DefaultOptions.
+type Options struct {
+	// RepoRoot holds bin/ and traefik/ (see stack.FindRepoRoot). Required.
+	RepoRoot string
+	// Duration of each measured run, whole seconds (wrk's unit).
+	Duration time.Duration
+	// Warmup runs the same load before each measured run, and is discarded.
+	Warmup time.Duration
+	// Connections kept open by the generator: the concurrency of every run,
+	// pgbench's included.
+	Connections int
+	// Threads of the generator (wrk -t, pgbench -j).
+	Threads int
+	// Repeats of the whole set of runs, with the variants in a rotated order
+	// each time; the report takes the median.
+	Repeats int
+	// Casts and Movies to seed.
+	Casts, Movies int
+	// Scenarios to run, by name; empty means all.
+	Scenarios []string
+	// PgbenchMode is pgbench's -M: "prepared" (as pgx does) or "simple".
+	PgbenchMode string
+	// Durable runs PostgreSQL with fsync on, as in production. False (the
+	// default) uses the stack's throwaway cluster, whose fsync and
+	// synchronous_commit are off: on a VM's shared disk, durable writes
+	// measure the disk (fdatasync took 0.3 to 3.5 ms here, varying with
+	// other tenants' I/O) rather than the stack, and no two variants of a
+	// write scenario would see the same disk.
+	Durable bool
+	// Progress receives a line per step; nil discards them.
+	Progress io.Writer
+}
+
+// DefaultOptions are those of `make bench`: about seven minutes on 2 cores.
+func DefaultOptions() Options {
+	return Options{
+		Duration:    10 * time.Second,
+		Warmup:      time.Second,
+		Connections: 32,
+		Threads:     2,
+		Repeats:     2,
+		Casts:       10000,
+		Movies:      10000,
+		PgbenchMode: "prepared",
+	}
+}
+
+func (o Options) validate() error {
+	var errs []error
+	if o.RepoRoot == "" {
+		errs = append(errs, errors.New("bench: Options.RepoRoot is required"))
+	}
+	if o.Duration < time.Second || o.Duration%time.Second != 0 {
+		errs = append(errs, fmt.Errorf("bench: duration %s: want whole seconds, at least 1s (wrk's unit)", o.Duration))
+	}
+	if o.Warmup < 0 || o.Warmup%time.Second != 0 {
+		errs = append(errs, fmt.Errorf("bench: warm-up %s: want whole seconds, or 0", o.Warmup))
+	}
+	if o.Threads < 1 || o.Connections < o.Threads {
+		errs = append(errs, fmt.Errorf("bench: %d threads and %d connections: want at least 1 thread and a connection per thread", o.Threads, o.Connections))
+	}
+	if o.Repeats < 1 {
+		errs = append(errs, fmt.Errorf("bench: %d repeats: want at least 1", o.Repeats))
+	}
+	if o.Casts < 10 || o.Movies < 50 {
+		errs = append(errs, fmt.Errorf("bench: %d casts and %d movies: want at least 10 casts (a movie has up to 10) and 50 movies (a list page)", o.Casts, o.Movies))
+	}
+	if o.PgbenchMode != "prepared" && o.PgbenchMode != "simple" && o.PgbenchMode != "extended" {
+		errs = append(errs, fmt.Errorf("bench: pgbench mode %q: want prepared, simple or extended", o.PgbenchMode))
+	}
+	for _, name := range o.Scenarios {
+		if _, ok := scenarioByName(name); !ok {
+			errs = append(errs, fmt.Errorf("bench: unknown scenario %q", name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (o Options) scenarios() []Scenario {
+	if len(o.Scenarios) == 0 {
+		return Scenarios
+	}
+	var out []Scenario
+	for _, sc := range Scenarios {
+		for _, name := range o.Scenarios {
+			if sc.Name == name {
+				out = append(out, sc)
+			}
+		}
+	}
+	return out
+}
+
+// Estimate is how long the measured runs take, without start-up and seeding.
+func (o Options) Estimate() time.Duration {
+	runs := 0
+	for _, sc := range o.scenarios() {
+		runs += 3
+		if sc.Name == targetScenarioForPgbench {
+			runs++
+		}
+	}
+	return time.Duration(o.Repeats*runs) * (o.Duration + o.Warmup + runPause)
+}
+
+// runPause separates runs, so that one run's closing connections and
+// finishing writes do not land in the next.
+const runPause = 500 * time.Millisecond
+
+// Run starts the stack, seeds it, starts nginx beside Traefik, and runs every
+// scenario against every variant; it stops everything it started before it
+// returns.
+func Run(ctx context.Context, opts Options) (_ *Results, err error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	progress := opts.Progress
+	if progress == nil {
+		progress = io.Discard
+	}
+	// Fail before anything starts when a tool is missing.
+	if _, err := exec.LookPath("wrk"); err != nil {
+		return nil, errors.New("bench: wrk not found on PATH: install it (Debian/Ubuntu: apt-get install wrk)")
+	}
+	if _, err := findNginx(); err != nil {
+		return nil, err
+	}
+	if _, err := findPgbench(); err != nil {
+		return nil, err
+	}
+
+	dir, err := os.MkdirTemp("", "bench-")
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	// PostgreSQL runs as its own user when we are root: it must get through.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+
+	res := &Results{Started: time.Now().UTC(), Machine: describeMachine(opts.RepoRoot)}
+	res.Settings = Settings{
+		Duration: Duration(opts.Duration), Warmup: Duration(opts.Warmup),
+		Connections: opts.Connections, Threads: opts.Threads, Repeats: opts.Repeats,
+		Casts: opts.Casts, Movies: opts.Movies, PgbenchMode: opts.PgbenchMode, Durable: opts.Durable,
+		Seeding:   "COPY into each service's tables as the superuser",
+		Generator: "wrk " + res.Machine.Versions["wrk"],
+		Errors:    "non-2xx answers (wrk counts status >= 400; the API never redirects) plus connect, read, write errors and timeouts (5s)",
+	}
+
+	stackOpts := stack.Options{RepoRoot: opts.RepoRoot, LogLevel: "info", Progress: progress}
+	if opts.Durable {
+		// A persistent cluster (fsync on, as in production) in our temp dir.
+		stackOpts.Dir = filepath.Join(dir, "stack")
+	}
+	fmt.Fprintln(progress, "bench: starting the stack")
+	st, err := stack.Start(ctx, stackOpts)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if stopErr := st.Stop(); stopErr != nil && err == nil {
+			err = stopErr
+		}
+	}()
+	urls := st.URLs()
+
+	pids, err := findChildren("movies", "casts", "traefik", "postgres")
+	if err != nil {
+		return nil, err
+	}
+
+	fmt.Fprintf(progress, "bench: seeding %d casts and %d movies\n", opts.Casts, opts.Movies)
+	ids, err := seed(ctx, urls.DatabaseAdmin, opts.Casts, opts.Movies)
+	if err != nil {
+		return nil, err
+	}
+
+	fmt.Fprintln(progress, "bench: starting nginx")
+	ngx, err := startNginx(ctx, filepath.Join(dir, "nginx"), urls.Movies[0], urls.Casts[0])
+	if err != nil {
+		return nil, err
+	}
+	defer ngx.stop()
+	pids["nginx"] = ngx.pid()
+
+	fmt.Fprintln(progress, "bench: pgbench -i")
+	pgDir := filepath.Join(dir, "pgbench")
+	if err := os.MkdirAll(pgDir, 0o755); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	pgb, err := newPgbench(ctx, urls.DatabaseAdmin, pgDir, opts.Threads, opts.Connections, opts.PgbenchMode)
+	if err != nil {
+		return nil, err
+	}
+	gen, err := newWrk(dir, opts.Threads, opts.Connections)
+	if err != nil {
+		return nil, err
+	}
+
+	groups := make([]group, 0, len(processGroups))
+	for _, name := range processGroups {
+		groups = append(groups, group{name: name, root: pids[name]})
+	}
+	r := runner{gen: gen, pgbench: pgb, groups: groups, opts: opts, ids: ids, progress: progress}
+
+	fmt.Fprintf(progress, "bench: measuring, about %s\n", opts.Estimate().Round(time.Second))
+	variants := []string{VariantDirect, VariantTraefik, VariantNginx}
+	for rep := range opts.Repeats {
+		for _, sc := range opts.scenarios() {
+			vs := append([]string(nil), variants...)
+			if sc.Name == targetScenarioForPgbench {
+				vs = append(vs, VariantPgbench)
+			}
+			// Each repeat starts with another variant, so that none always
+			// runs first (cold) or last (after the database grew most).
+			vs = append(vs[rep%len(vs):], vs[:rep%len(vs)]...)
+			for _, v := range vs {
+				base := ""
+				switch v {
+				case VariantDirect:
+					base = urls.Movies[0]
+					if sc.Service == "casts" {
+						base = urls.Casts[0]
+					}
+				case VariantTraefik:
+					base = urls.Gateway
+				case VariantNginx:
+					base = ngx.url
+				}
+				run, err := r.measure(ctx, sc, v, base, rep+1)
+				if err != nil {
+					return nil, err
+				}
+				res.Runs = append(res.Runs, run)
+			}
+		}
+	}
+
+	res.Summary = summarize(res.Runs)
+	res.Ratios = ratios(res.Summary)
+	res.PeakRSS = peakRSS(res.Runs)
+	res.Checks = checks(res.Summary, res.Ratios, res.PeakRSS)
+	res.Finished = time.Now().UTC()
+	return res, nil
+}
+
+// runner runs one scenario against one variant.
+type runner struct {
+	gen      *wrk
+	pgbench  *pgbench
+	groups   []group
+	opts     Options
+	ids      idRange
+	progress io.Writer
+	count    int
+}
+
+func (r *runner) measure(ctx context.Context, sc Scenario, variant, baseURL string, repeat int) (Measurement, error) {
+	r.count++
+	// The same requests for every variant of a repeat.
+	seed := int64(repeat)
+	if variant != VariantPgbench && r.opts.Warmup > 0 {
+		if _, err := r.gen.run(ctx, baseURL, sc.Name, r.opts.Warmup, r.ids, seed+1000); err != nil {
+			return Measurement{}, err
+		}
+	}
+	time.Sleep(runPause)
+
+	w, err := startWatcher(r.groups, 250*time.Millisecond)
+	if err != nil {
+		return Measurement{}, err
+	}
+	harness, machine := selfCPU(), machineCPU()
+	var out wrkRun
+	if variant == VariantPgbench {
+		out, err = r.pgbench.run(ctx, r.opts.Duration, r.count)
+	} else {
+		out, err = r.gen.run(ctx, baseURL, sc.Name, r.opts.Duration, r.ids, seed)
+	}
+	stats := w.finish()
+	if err != nil {
+		return Measurement{}, err
+	}
+	harnessCPU, machineBusy := selfCPU()-harness, machineCPU()-machine
+
+	res := out.result
+	secs := float64(res.DurationUS) / 1e6
+	run := Measurement{
+		Scenario: sc.Name, Variant: variant, Repeat: repeat,
+		Requests: res.Requests, Seconds: secs,
+		Latency: Latency{
+			P50: res.LatencyUS.P50 / 1000, P90: res.LatencyUS.P90 / 1000, P99: res.LatencyUS.P99 / 1000,
+			Max: res.LatencyUS.Max / 1000, Mean: res.LatencyUS.Mean / 1000,
+		},
+		Errors: Errors{
+			Status: res.Errors.Status, Connect: res.Errors.Connect, Read: res.Errors.Read,
+			Write: res.Errors.Write, Timeout: res.Errors.Timeout,
+		},
+		GeneratorCPU: out.cpu.Seconds() / out.wall.Seconds(),
+		HarnessCPU:   harnessCPU.Seconds() / out.wall.Seconds(),
+		Processes:    make(map[string]ProcessStats, len(stats)),
+	}
+	if secs > 0 {
+		run.RPS = float64(res.Requests) / secs
+	}
+	ours := out.cpu + harnessCPU
+	for _, s := range stats {
+		ours += s.CPU
+	}
+	run.OtherCPU = max(0, (machineBusy-ours).Seconds()/out.wall.Seconds())
+	for name, s := range stats {
+		run.Processes[name] = ProcessStats{
+			CPU:          s.CPU.Seconds() / out.wall.Seconds(),
+			PeakRSSMB:    float64(s.PeakRSS) / (1 << 20),
+			PeakRSSSumMB: float64(s.PeakRSSSum) / (1 << 20),
+			Processes:    s.Processes,
+		}
+	}
+	fmt.Fprintf(r.progress, "bench: %-12s %-8s repeat %d: %8.0f req/s  p99 %6.2f ms  errors %d  generator %.2f cores  other load %.2f cores\n",
+		sc.Name, variant, repeat, run.RPS, run.Latency.P99, run.Errors.Total(), run.GeneratorCPU, run.OtherCPU)
+	return run, nil
+}
+
+// describeMachine records the CPUs, memory, kernel and tool versions.
+func describeMachine(repoRoot string) Machine {
+	m := Machine{CPUs: runtime.NumCPU(), Versions: map[string]string{"go": strings.TrimPrefix(runtime.Version(), "go")}}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(strings.NewReader(string(b)))
+		for sc.Scan() {
+			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+				m.MemoryMB = kb >> 10
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	version := func(name string, args []string, pick func(string) string) {
+		out, _ := exec.Command(args[0], args[1:]...).CombinedOutput()
+		if v := pick(string(out)); v != "" {
+			m.Versions[name] = v
+		}
+	}
+	field := func(prefix string) func(string) string {
+		return func(out string) string {
+			for _, line := range strings.Split(out, "\n") {
+				if i := strings.Index(line, prefix); i >= 0 {
+					return strings.Fields(line[i+len(prefix):] + " ")[0]
+				}
+			}
+			return ""
+		}
+	}
+	version("traefik", []string{filepath.Join(repoRoot, "bin", "traefik"), "version"}, field("Version:"))
+	if p, err := findNginx(); err == nil {
+		version("nginx", []string{p, "-v"}, field("nginx/"))
+	}
+	version("wrk", []string{"wrk", "--version"}, field("wrk "))
+	if bin, err := stack.FindPostgres(); err == nil {
+		version("postgres", []string{bin.Postgres(), "--version"}, field("(PostgreSQL) "))
+	}
+	return m
+}
