@@ -10,7 +10,7 @@ GO_PACKAGES := ./casts/... ./movies/... ./e2e/...
 # Runs a command with a throwaway PostgreSQL cluster; it exports TEST_DATABASE_URL.
 WITH_POSTGRES := go run ./e2e/cmd/stack exec --
 
-.PHONY: help build traefik run test vet e2e fuzz clean
+.PHONY: help build traefik run test vet e2e fuzz bench clean
 
 help: ## List the targets.
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ fuzz: ## Fuzz each request decoder and query parser for FUZZTIME (20s) each; the
 		echo "fuzz: $$name in $$pkg for $(FUZZTIME)"; \
 		go test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg; \
 	done
+
+bench: build traefik ## Benchmark each scenario direct, via Traefik and via nginx, plus pgbench (needs wrk, nginx; ~7 min).
+	go run ./e2e/cmd/bench
 
 clean: ## Remove build output (bin/). Run data in .run/ is kept: rm -rf .run to reset it.
 	rm -rf bin
