@@ -1,16 +1,13 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -293,23 +290,14 @@ func TestCastDeletionWhileMoviesDown(t *testing.T) {
 // shows answered 2xx on the mesh entrypoint.
 func meshEventsAcknowledged(t *testing.T) int {
 	t.Helper()
-	f, err := os.Open(filepath.Join(suite.stack.LogDir(), "traefik-access.log"))
+	entries, err := readAccessLog()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
 	n := 0
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
-	for sc.Scan() {
-		var entry struct {
-			EntryPointName string `json:"entryPointName"`
-			RouterName     string `json:"RouterName"`
-			RequestPath    string `json:"RequestPath"`
-			Status         int    `json:"DownstreamStatus"`
-		}
-		if json.Unmarshal(sc.Bytes(), &entry) == nil && entry.EntryPointName == "mesh" &&
-			strings.HasPrefix(entry.RouterName, "movies-internal@") && entry.RequestPath == eventsPath && entry.Status/100 == 2 {
+	for _, e := range entries {
+		if e.EntryPointName == "mesh" && strings.HasPrefix(e.RouterName, "movies-internal@") &&
+			e.RequestPath == eventsPath && e.Status/100 == 2 {
 			n++
 		}
 	}
@@ -428,19 +416,7 @@ func TestMovieExpandCastsDown(t *testing.T) {
 	name := unique("Expanded While Down")
 	m := createMovie(t, movie{Name: name, CastIDs: []int64{c.ID}})
 
-	if err := suite.stack.StopService(stack.ServiceCasts); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := suite.stack.StartService(ctx, stack.ServiceCasts); err != nil {
-			t.Fatalf("start casts again: %v", err)
-		}
-		waitGatewayOK(t, "/api/v1/casts/"+itoa(c.ID))
-		// The failed lookups tripped the mesh's circuit breaker in front of casts.
-		waitMeshSettled(t, "GET", "/api/v1/casts/"+itoa(c.ID), "")
-	})
+	stopCastsUntilCleanup(t, c.ID)
 
 	unexpanded := func(path string) response {
 		t.Helper()

@@ -121,7 +121,7 @@ func loadStep(client *http.Client, gateway, tag string, res *loadResult) {
 		return
 	}
 	var c cast
-	if err := jsonUnmarshal(b, &c); err != nil {
+	if err := json.Unmarshal(b, &c); err != nil {
 		res.fail("decode cast: %v", err)
 		return
 	}
@@ -135,7 +135,7 @@ func loadStep(client *http.Client, gateway, tag string, res *loadResult) {
 		return
 	}
 	var m movie
-	if err := jsonUnmarshal(b, &m); err != nil {
+	if err := json.Unmarshal(b, &m); err != nil {
 		res.fail("decode movie: %v", err)
 		return
 	}
@@ -172,7 +172,7 @@ func getJSON(t *testing.T, url string, v any) int {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode == http.StatusOK {
-		if err := jsonUnmarshal(b, v); err != nil {
+		if err := json.Unmarshal(b, v); err != nil {
 			t.Errorf("GET %s: %v", url, err)
 		}
 	}
@@ -214,5 +214,3 @@ func TestRollingRestart(t *testing.T) {
 	}
 	checkAcknowledged(t, gateway, res)
 }
-
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

@@ -100,29 +100,44 @@ func TestMovieCastCheckGoesThroughMesh(t *testing.T) {
 	c := createCast(t, unique("Mesh Cast"))
 	createMovie(t, movie{Name: unique("Mesh Movie"), CastIDs: []int64{c.ID}})
 
-	logPath := filepath.Join(suite.stack.LogDir(), "traefik-access.log")
 	waitFor(t, "the cast check in Traefik's access log", 10*time.Second, func() error {
-		f, err := os.Open(logPath)
+		entries, err := readAccessLog()
 		if err != nil {
 			return err
 		}
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
-		for sc.Scan() {
-			var entry struct {
-				EntryPointName string `json:"entryPointName"`
-				RequestPath    string `json:"RequestPath"`
-				RouterName     string `json:"RouterName"`
-			}
-			if json.Unmarshal(sc.Bytes(), &entry) != nil {
-				continue
-			}
-			if entry.EntryPointName == "mesh" && strings.HasPrefix(entry.RequestPath, "/api/v1/casts?") &&
-				strings.Contains(entry.RequestPath, "id="+itoa(c.ID)) {
+		for _, e := range entries {
+			if e.EntryPointName == "mesh" && strings.HasPrefix(e.RequestPath, "/api/v1/casts?") &&
+				strings.Contains(e.RequestPath, "id="+itoa(c.ID)) {
 				return nil
 			}
 		}
-		return fmt.Errorf("no mesh entry for cast %d in %s", c.ID, logPath)
+		return fmt.Errorf("no mesh entry for cast %d in Traefik's access log", c.ID)
 	})
+}
+
+// accessEntry is the part of a line of Traefik's JSON access log that the tests read.
+type accessEntry struct {
+	EntryPointName string `json:"entryPointName"`
+	RouterName     string `json:"RouterName"`
+	RequestPath    string `json:"RequestPath"`
+	Status         int    `json:"DownstreamStatus"`
+}
+
+// readAccessLog reads the access log of the suite's own Traefik.
+func readAccessLog() ([]accessEntry, error) {
+	f, err := os.Open(filepath.Join(suite.stack.LogDir(), "traefik-access.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var entries []accessEntry
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
+	for sc.Scan() {
+		var e accessEntry
+		if json.Unmarshal(sc.Bytes(), &e) == nil {
+			entries = append(entries, e)
+		}
+	}
+	return entries, sc.Err()
 }

@@ -177,20 +177,7 @@ func TestCastServiceDown(t *testing.T) {
 	existing := createMovie(t, movie{Name: unique("Readable During Outage"), CastIDs: []int64{c.ID}})
 	name := unique("Written During Outage")
 
-	if err := suite.stack.StopService(stack.ServiceCasts); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := suite.stack.StartService(ctx, stack.ServiceCasts); err != nil {
-			t.Fatalf("start casts again: %v", err)
-		}
-		// Back in rotation only once Traefik's health check has seen it, and the mesh's circuit
-		// breaker, which the outage tripped, has closed again: later tests must not meet either.
-		waitGatewayOK(t, "/api/v1/casts/"+itoa(c.ID))
-		waitMeshSettled(t, "GET", "/api/v1/casts/"+itoa(c.ID), "")
-	})
+	stopCastsUntilCleanup(t, c.ID)
 
 	r := call(t, "POST", "/api/v1/movies", jsonBody(t, map[string]any{"name": name, "cast_ids": []int64{c.ID}}))
 	mustStatus(t, "create while casts is down", r, http.StatusServiceUnavailable)
@@ -207,6 +194,25 @@ func TestCastServiceDown(t *testing.T) {
 	if got := moviesNamed(t, name); len(got) != 0 {
 		t.Errorf("a movie was written while the cast check could not run: %+v", got)
 	}
+}
+
+// stopCastsUntilCleanup stops the cast service of the suite's stack and, when the test ends, starts
+// it again and waits until it is back in Traefik's rotation (probed with cast probeID) and the
+// mesh's circuit breaker, which the outage tripped, has closed: later tests must meet neither.
+func stopCastsUntilCleanup(t *testing.T, probeID int64) {
+	t.Helper()
+	if err := suite.stack.StopService(stack.ServiceCasts); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := suite.stack.StartService(ctx, stack.ServiceCasts); err != nil {
+			t.Fatalf("start casts again: %v", err)
+		}
+		waitGatewayOK(t, "/api/v1/casts/"+itoa(probeID))
+		waitMeshSettled(t, "GET", "/api/v1/casts/"+itoa(probeID), "")
+	})
 }
 
 type statusErr struct{ status int }

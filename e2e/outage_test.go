@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -139,7 +140,7 @@ func TestCrashDurability(t *testing.T) {
 					resp.Body.Close()
 					if resp.StatusCode == http.StatusCreated {
 						var c cast
-						if jsonUnmarshal(b, &c) == nil {
+						if json.Unmarshal(b, &c) == nil {
 							acknowledged.Store(key, c.ID)
 						}
 						break
@@ -171,7 +172,7 @@ func TestCrashDurability(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		var page []cast
-		if err := jsonUnmarshal(b, &page); err != nil {
+		if err := json.Unmarshal(b, &page); err != nil {
 			t.Fatalf("list: %v (%s)", err, b)
 		}
 		for _, c := range page {
