@@ -188,7 +188,7 @@ func TestRollingRestart(t *testing.T) {
 
 	stop := make(chan struct{})
 	done := make(chan *loadResult)
-	go func() { done <- runLoad(gateway, 3, 40_000, stop) }()
+	go func() { done <- runLoad(gateway, 2, 40_000, stop) }()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

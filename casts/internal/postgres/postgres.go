@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"path"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -28,6 +29,9 @@ const migrationLock = 0x63617374 // "cast"
 // own deadline comes first) instead of waiting for the operating system to give up.
 const connectTimeout = 3 * time.Second
 
+// defaultMaxConns is the pool size when the database URL does not set pool_max_conns.
+const defaultMaxConns = 16
+
 // Open creates a pool and checks, within timeout, that the database answers.
 func Open(ctx context.Context, url string, timeout time.Duration) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
@@ -36,6 +40,12 @@ func Open(ctx context.Context, url string, timeout time.Duration) (*pgxpool.Pool
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = min(connectTimeout, timeout)
+	}
+	// pgx's default, max(4, CPUs), is 4 connections on a small machine: requests then queue for a
+	// connection under moderate load, and so does /readyz's ping, which can time out and take a
+	// healthy instance out of the load balancer. pool_max_conns in the URL still wins.
+	if !strings.Contains(url, "pool_max_conns") {
+		cfg.MaxConns = defaultMaxConns
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
