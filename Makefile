@@ -38,8 +38,10 @@ run: build traefik ## Run the whole stack as local processes (PostgreSQL data ke
 vet: ## go vet every module.
 	go vet $(GO_PACKAGES)
 
+# -p 1: one package at a time. The e2e fault tests (rolling restart under load) measure the stack,
+# and on 2 cores another package's tests running beside them starve Traefik's health checks.
 test: vet build traefik ## Vet, then every test of every module against a throwaway PostgreSQL.
-	$(WITH_POSTGRES) go test -count=1 $(GO_PACKAGES)
+	$(WITH_POSTGRES) go test -p 1 -count=1 $(GO_PACKAGES)
 
 e2e: build traefik ## Only the black-box suite through the gateway.
 	$(WITH_POSTGRES) go test -count=1 ./e2e/...
