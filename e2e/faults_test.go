@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,11 +38,33 @@ func startReplicatedStack(t *testing.T) *stack.Stack {
 		t.Fatalf("start a replicated stack: %v", err)
 	}
 	t.Cleanup(func() {
+		if t.Failed() {
+			logTraefikWarnings(t, s)
+		}
 		if err := s.Stop(); err != nil {
 			t.Errorf("stop the replicated stack: %v", err)
 		}
 	})
 	return s
+}
+
+// logTraefikWarnings logs the last warnings and errors of a stack's Traefik (failed health checks,
+// mostly), which say when each replica left and rejoined the rotation; Stop removes the file.
+func logTraefikWarnings(t *testing.T, s *stack.Stack) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.LogDir(), "traefik.log"))
+	if err != nil {
+		t.Logf("traefik's log: %v", err)
+		return
+	}
+	var lines []string
+	for line := range strings.Lines(string(b)) {
+		if strings.Contains(line, " WRN ") || strings.Contains(line, " ERR ") {
+			lines = append(lines, line)
+		}
+	}
+	lines = lines[max(0, len(lines)-40):]
+	t.Logf("traefik's last %d warnings and errors:\n%s", len(lines), strings.Join(lines, ""))
 }
 
 // loadResult is what a load run saw.

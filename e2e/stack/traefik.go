@@ -158,26 +158,38 @@ func checkRouters(routers []traefikRouter) error {
 	return nil
 }
 
-// checkServers wants each server URL reported UP by some service: a server
-// missing from every service means routers.yml did not get our URLs.
+// checkServers wants each server URL reported UP by every service that
+// lists it. A server missing from every service means routers.yml did not get
+// our URLs. "Every" matters: the gateway's problem pages (problems@file in
+// middlewares.yml) list the casts replicas too, health-checked on /livez,
+// which passes as soon as the process listens; taking that service's UP for
+// casts@file's would call a restarted replica in rotation before the casts
+// service has it back, and a rolling restart would then stop the other one
+// while Traefik has none ("no available server").
 func checkServers(services []traefikService, servers []string) error {
-	status := make(map[string]string)
+	status := make(map[string][]string) // server URL -> "service: status" that is not UP
+	listed := make(map[string]bool)
 	for _, s := range services {
 		for url, st := range s.ServerStatus {
-			status[strings.TrimSuffix(url, "/")] = st
+			url = strings.TrimSuffix(url, "/")
+			listed[url] = true
+			if st != "UP" {
+				status[url] = append(status[url], s.Name+" has it "+st)
+			}
 		}
 	}
 	var problems []string
 	for _, url := range servers {
-		switch st, ok := status[url]; {
-		case !ok:
+		switch {
+		case !listed[url]:
 			problems = append(problems, "server "+url+" not in any service (is STACK_*_URLS used by routers.yml?)")
-		case st != "UP":
-			problems = append(problems, "server "+url+" is "+st)
+		case len(status[url]) > 0:
+			slices.Sort(status[url])
+			problems = append(problems, "server "+url+" is not UP: "+strings.Join(status[url], ", "))
 		}
 	}
 	if problems != nil {
-		return fmt.Errorf("%s", strings.Join(problems, ", "))
+		return fmt.Errorf("%s", strings.Join(problems, "; "))
 	}
 	return nil
 }

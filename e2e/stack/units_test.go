@@ -252,7 +252,17 @@ func TestCheckTraefik(t *testing.T) {
 		{"disabled router", strings.Replace(allRouters, `"casts@file","status":"enabled"`,
 			`"casts@file","status":"disabled","error":["middleware \"nope@file\" does not exist"]`, 1), upServices,
 			`router casts@file is disabled: middleware "nope@file" does not exist`},
-		{"server down", allRouters, strings.Replace(upServices, `8001":"UP"`, `8001":"DOWN"`, 1), "server http://127.0.0.1:8001 is DOWN"},
+		{"server down", allRouters, strings.Replace(upServices, `8001":"UP"`, `8001":"DOWN"`, 1), "server http://127.0.0.1:8001 is not UP: casts@file has it DOWN"},
+		// The problem pages' service health-checks the casts replicas on /livez: its UP must not
+		// hide casts@file's DOWN, whichever comes first.
+		{"server down in one of two services", allRouters, `[{"name":"casts@file","serverStatus":{"http://127.0.0.1:8001":"DOWN"}},
+			{"name":"movies@file","serverStatus":{"http://127.0.0.1:8000":"UP"}},
+			{"name":"problems@file","serverStatus":{"http://127.0.0.1:8001":"UP"}}]`,
+			"server http://127.0.0.1:8001 is not UP: casts@file has it DOWN"},
+		{"server down in one of two services, listed last", allRouters, `[{"name":"problems@file","serverStatus":{"http://127.0.0.1:8001":"UP"}},
+			{"name":"movies@file","serverStatus":{"http://127.0.0.1:8000":"UP"}},
+			{"name":"casts@file","serverStatus":{"http://127.0.0.1:8001":"DOWN"}}]`,
+			"server http://127.0.0.1:8001 is not UP: casts@file has it DOWN"},
 		{"server unknown", allRouters, `[{"name":"movies@file","serverStatus":{"http://127.0.0.1:8000":"UP"}}]`,
 			"server http://127.0.0.1:8001 not in any service"},
 	}
