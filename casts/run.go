@@ -72,9 +72,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}()
 
 	var shuttingDown atomic.Bool
-	ready := func(ctx context.Context) error {
+	ready := func(ctx context.Context, database bool) error {
 		if shuttingDown.Load() {
 			return errors.New("shutting down")
+		}
+		if !database {
+			return nil
 		}
 		ctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
@@ -160,8 +163,10 @@ func startRelay(ctx context.Context, pool *pgxpool.Pool, cfg Config, logger zero
 	}, nil
 }
 
-// healthcheck asks the service running on CASTS_ADDR whether it is ready; it lets a container
-// image without a shell or curl have a health check.
+// healthcheck asks the service running on CASTS_ADDR whether it takes traffic (/readyz with the
+// database left out, as Traefik's probe asks: see handleReady); it lets a container image without
+// a shell or curl have a health check. Traefik's Docker provider also drops containers Docker
+// calls unhealthy, so the two must agree, or a database outage would take every container out.
 func healthcheck(ctx context.Context, getenv func(string) string) error {
 	addr := getenv("CASTS_ADDR")
 	if addr == "" {
@@ -176,7 +181,7 @@ func healthcheck(ctx context.Context, getenv func(string) string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/readyz", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/readyz?exclude=database", nil)
 	if err != nil {
 		return err
 	}

@@ -333,10 +333,11 @@ func TestRunGracefulShutdown(t *testing.T) {
 	waitForLockWaiter(t, dbURL)
 
 	cancel()
-	// While the delay lasts, /readyz says not ready and the server still answers.
+	// While the delay lasts, /readyz says not ready, even to the load balancer's probe that leaves
+	// the database out, and the server still answers.
 	var readyz *http.Response
 	for range 100 {
-		resp, err := fresh().Get(base + "/readyz")
+		resp, err := fresh().Get(base + "/readyz?exclude=database")
 		if err != nil {
 			t.Fatalf("/readyz during the shutdown delay: %v", err)
 		}
@@ -349,6 +350,10 @@ func TestRunGracefulShutdown(t *testing.T) {
 	}
 	if readyz == nil || readyz.Header.Get("Content-Type") != "application/problem+json" {
 		t.Fatalf("/readyz never answered 503 problem+json after shutdown began")
+	}
+	// The container health check asks the same: a draining container is not healthy.
+	if err := run(ctx, []string{"casts", "healthcheck"}, func(k string) string { return env[k] }, io.Discard); err == nil {
+		t.Error("healthcheck succeeded during the shutdown delay")
 	}
 	// Then the listener closes while the request is still in flight.
 	for i := 0; ; i++ {

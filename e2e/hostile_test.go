@@ -345,6 +345,26 @@ func badQueries(service string) []string {
 		"cast_id=99999999999999999999", "cast_ids=1", "id=1", "genres=drama")
 }
 
+// outsidePaths are not under /api/v1/movies or /api/v1/casts: nothing answers them on the public
+// entrypoint but the gateway's catch-all 404.
+var outsidePaths = []string{
+	"/", "/foo", "/api", "/api/", "/api/v1", "/api/v1/", "/api/v2/movies", "/API/V1/MOVIES", "/livez", "/readyz",
+	"/readyz?exclude=database", "/problems/500", "/problems/404", "/internal/v1/movies/events", "/metrics", "/ping",
+	"/dashboard/", "/api/rawdata", "/api/http/routers", "/.env", "/%2e%2e/etc/passwd", "/%00", "/index.html",
+}
+
+// maxBody is the request body limit of the gateway and of both services.
+const maxBody = 1 << 20
+
+// bodyOfSize is a well-formed JSON object of exactly n bytes whose name is far too long.
+func bodyOfSize(n int) []byte {
+	const open, end = `{"name":"`, `"}`
+	b := make([]byte, 0, n)
+	b = append(b, open...)
+	b = append(b, bytes.Repeat([]byte("n"), n-len(open)-len(end))...)
+	return append(b, end...)
+}
+
 // If-Match values that are malformed (400) or that match nothing (412).
 var (
 	malformedIfMatch = []string{"garbage", `"1`, `1"`, ",", "W/", `W/1`, `"1" x`, `'1'`}
@@ -410,6 +430,20 @@ func TestHostileInputBarrage(t *testing.T) {
 			}
 			cases = append(cases, bt.send("chunked malformed body", []byte(`{"name":`), 400, 400))
 			cases[len(cases)-1].chunked = true
+			// The limit is 1 MiB, at the gateway and in each service: a body of exactly 1 MiB gets
+			// through (and is refused for its over-long name), one byte more does not, whether its
+			// length is announced or not.
+			for _, size := range []int{maxBody, maxBody + 1, 2 * maxBody, 8 * maxBody} {
+				want := http.StatusRequestEntityTooLarge
+				if size <= maxBody {
+					want = http.StatusUnprocessableEntity
+				}
+				cases = append(cases, bt.send(fmt.Sprintf("body of %d bytes", size), bodyOfSize(size), want, want))
+				if size > maxBody {
+					cases = append(cases, bt.send(fmt.Sprintf("chunked body of %d bytes", size), bodyOfSize(size), want, want))
+					cases[len(cases)-1].chunked = true
+				}
+			}
 			for _, ct := range wrongContentTypes {
 				h := bt.send("wrong Content-Type", []byte(svc.validBody), 415, 415)
 				h.header = []string{"Content-Type", ct}
@@ -500,6 +534,13 @@ func TestHostileInputBarrage(t *testing.T) {
 					}
 					return ""
 				}})
+		}
+	}
+	// Outside the two APIs the gateway has nothing: a 404 problem+json for every method, and the
+	// services' own paths (probes, problem pages, the internal API) stay unreachable.
+	for _, path := range outsidePaths {
+		for _, method := range []string{http.MethodGet, http.MethodPost, http.MethodDelete, "FOO"} {
+			cases = append(cases, hostile{what: "path outside the API", method: method, path: path, want: 404})
 		}
 	}
 	if len(cases) < 1000 {

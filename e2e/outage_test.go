@@ -14,9 +14,12 @@ import (
 	"github.com/movies-microservices/e2e/stack"
 )
 
-// TestDatabaseOutage stops the PostgreSQL cluster under the suite's stack: the services answer 503
-// problem+json at once (and not by hanging), /readyz is 503 while /livez stays 200, and once the
-// database is back they serve again by themselves, without a restart.
+// TestDatabaseOutage stops the PostgreSQL cluster under the suite's stack: through the gateway,
+// for longer than Traefik takes to act on a failed health check, every request that needs the
+// database is answered 503 problem+json at once (not by hanging, and not by Traefik's plain-text
+// "no available server": its probe leaves the database out, so the instances stay in rotation and
+// answer for themselves); /readyz is 503 while /livez stays 200; and once the database is back
+// they serve again by themselves, without a restart.
 func TestDatabaseOutage(t *testing.T) {
 	needOwnStack(t)
 	urls := suite.stack.URLs()
@@ -32,39 +35,50 @@ func TestDatabaseOutage(t *testing.T) {
 		}
 	})
 
-	// Directly at each service: the gateway takes instances whose /readyz fails out of rotation.
 	client := &http.Client{Timeout: time.Minute} // far past the services' request timeout
-	for _, svc := range []struct{ base, path, body string }{
-		{urls.Casts[0], "/api/v1/casts/" + itoa(c.ID), ""},
-		{urls.Casts[0], "/api/v1/casts", `{"name":"written during the outage"}`},
-		{urls.Movies[0], "/api/v1/movies?limit=1", ""},
-		{urls.Movies[0], "/api/v1/movies", `{"name":"written during the outage"}`},
-	} {
-		method := "GET"
-		if svc.body != "" {
-			method = "POST"
-		}
-		req, _ := http.NewRequest(method, svc.base+svc.path, strings.NewReader(svc.body))
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Errorf("%s %s during the outage: %v (want a 503 before the request timeout)", method, svc.path, err)
-			continue
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		r := response{Status: resp.StatusCode, Header: resp.Header, Body: b}
-		if r.Status != http.StatusServiceUnavailable {
-			t.Errorf("%s %s during the outage: %d %s, want 503", method, svc.path, r.Status, b)
-		}
-		checkProblem(t, method+" "+svc.path, r)
-		if strings.Contains(string(b), suite.stack.Secrets().Casts) || strings.Contains(string(b), suite.stack.Secrets().Movies) {
-			t.Errorf("%s %s: the error body contains a database password", method, svc.path)
-		}
+	requests := []struct{ path, body string }{
+		{"/api/v1/casts/" + itoa(c.ID), ""},
+		{"/api/v1/casts", `{"name":"written during the outage"}`},
+		{"/api/v1/movies?limit=1", ""},
+		{"/api/v1/movies", `{"name":"written during the outage","cast_ids":[` + itoa(c.ID) + `]}`},
 	}
+	// Traefik probes every 2 s with a 1 s timeout (traefik/dynamic/routers.yml): 5 s of rounds
+	// covers two probes, after which an instance failing its probe would be out of rotation.
+	rounds := 0
+	for start := time.Now(); time.Since(start) < 5*time.Second; rounds++ {
+		for _, r := range requests {
+			method := "GET"
+			if r.body != "" {
+				method = "POST"
+			}
+			req, _ := http.NewRequest(method, suite.gateway+r.path, strings.NewReader(r.body))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatalf("%s %s during the outage: %v (want a 503 before the request timeout)", method, r.path, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			got := response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+			if got.Status != http.StatusServiceUnavailable {
+				t.Fatalf("%s %s during the outage (round %d): %d %.200s, want 503", method, r.path, rounds, got.Status, b)
+			}
+			if checkProblem(t, fmt.Sprintf("%s %s during the outage (round %d)", method, r.path, rounds), got); t.Failed() {
+				t.FailNow()
+			}
+			if strings.Contains(string(b), suite.stack.Secrets().Casts) || strings.Contains(string(b), suite.stack.Secrets().Movies) {
+				t.Errorf("%s %s: the error body contains a database password", method, r.path)
+			}
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Logf("%d rounds of %d requests through the gateway during the outage, each a 503 problem+json", rounds, len(requests))
 	for _, base := range []string{urls.Casts[0], urls.Movies[0]} {
 		if got := statusOf(t, base+"/readyz"); got != http.StatusServiceUnavailable {
 			t.Errorf("%s/readyz during the outage = %d, want 503", base, got)
+		}
+		if got := statusOf(t, base+"/readyz?exclude=database"); got != http.StatusOK {
+			t.Errorf("%s/readyz?exclude=database (the load balancer's probe) during the outage = %d, want 200", base, got)
 		}
 		if got := statusOf(t, base+"/livez"); got != http.StatusOK {
 			t.Errorf("%s/livez during the outage = %d, want 200", base, got)

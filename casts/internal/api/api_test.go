@@ -44,7 +44,7 @@ func newServer(t *testing.T) http.Handler {
 	return api.NewServer(api.Deps{
 		Logger: zerolog.Nop(),
 		Store:  cast.NewStore(pgtest.Pool(t)),
-		Ready:  func(context.Context) error { return nil },
+		Ready:  func(context.Context, bool) error { return nil },
 	})
 }
 
@@ -412,7 +412,7 @@ func TestCastListPagination(t *testing.T) {
 
 func TestDocs(t *testing.T) {
 	t.Parallel()
-	h := api.NewServer(api.Deps{Logger: zerolog.Nop(), Ready: func(context.Context) error { return nil }})
+	h := api.NewServer(api.Deps{Logger: zerolog.Nop(), Ready: func(context.Context, bool) error { return nil }})
 
 	resp := do(t, h, request{method: "GET", path: "/api/v1/casts/openapi.json"})
 	doc := decode[struct {

@@ -23,9 +23,14 @@ import (
 // newServerOn returns a server on pool, as a new instance of the service would be.
 func newServerOn(pool *pgxpool.Pool, requestTimeout time.Duration) http.Handler {
 	return api.NewServer(api.Deps{
-		Logger:         zerolog.Nop(),
-		Store:          cast.NewStore(pool),
-		Ready:          func(ctx context.Context) error { return pool.Ping(ctx) },
+		Logger: zerolog.Nop(),
+		Store:  cast.NewStore(pool),
+		Ready: func(ctx context.Context, database bool) error {
+			if !database {
+				return nil
+			}
+			return pool.Ping(ctx)
+		},
 		RequestTimeout: requestTimeout,
 	})
 }

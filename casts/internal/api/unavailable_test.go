@@ -64,6 +64,15 @@ func TestDatabaseUnreachable(t *testing.T) {
 		if resp := do(t, h, request{method: "GET", path: "/readyz"}); resp.StatusCode != http.StatusServiceUnavailable {
 			t.Errorf("/readyz: status %d, want 503", resp.StatusCode)
 		}
+		// The load balancer's probe leaves the database out: the instance stays in rotation and
+		// answers 503 problem+json itself.
+		if resp := do(t, h, request{method: "GET", path: "/readyz?exclude=database"}); resp.StatusCode != http.StatusOK {
+			t.Errorf("/readyz?exclude=database: status %d, want 200", resp.StatusCode)
+		}
+		if resp := do(t, h, request{method: "GET", path: "/readyz?exclude=cache"}); resp.StatusCode != http.StatusBadRequest ||
+			resp.Header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("/readyz?exclude=cache: status %d, Content-Type %q; want 400 problem+json", resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
 		if resp := do(t, h, request{method: "GET", path: "/livez"}); resp.StatusCode != http.StatusOK {
 			t.Errorf("/livez: status %d, want 200", resp.StatusCode)
 		}

@@ -139,7 +139,7 @@ func newServer(t *testing.T, casts api.Casts, logger zerolog.Logger) http.Handle
 		Logger: logger,
 		Store:  movie.NewStore(pgtest.Pool(t)),
 		Casts:  casts,
-		Ready:  func(context.Context) error { return nil },
+		Ready:  func(context.Context, bool) error { return nil },
 	})
 }
 
@@ -829,7 +829,7 @@ func TestMovieCastCheck(t *testing.T) {
 
 func TestDocs(t *testing.T) {
 	t.Parallel()
-	h := api.NewServer(api.Deps{Logger: zerolog.Nop(), Ready: func(context.Context) error { return nil }})
+	h := api.NewServer(api.Deps{Logger: zerolog.Nop(), Ready: func(context.Context, bool) error { return nil }})
 
 	resp := do(t, h, request{method: "GET", path: "/api/v1/movies/openapi.json"})
 	doc := decode[struct {

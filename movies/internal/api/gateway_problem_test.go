@@ -13,7 +13,7 @@ import (
 // Traefik's errors middleware fetches these pages to answer its own errors as problem+json.
 func TestGatewayProblemPages(t *testing.T) {
 	t.Parallel()
-	h := api.NewServer(api.Deps{Logger: zerolog.Nop(), Ready: func(context.Context) error { return nil }})
+	h := api.NewServer(api.Deps{Logger: zerolog.Nop(), Ready: func(context.Context, bool) error { return nil }})
 	tests := []struct {
 		path string
 		want problemJSON

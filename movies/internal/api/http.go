@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -82,9 +83,22 @@ func handleLive() http.Handler {
 	})
 }
 
-func handleReady(ready func(context.Context) error) http.Handler {
+// handleReady answers /readyz: 200 when the service can take traffic, else 503 problem+json saying
+// why. ?exclude=database leaves the database check out, so only shutting down fails it: that is
+// the load balancer's probe (traefik/dynamic, compose.yaml), which keeps instances in rotation
+// through a database outage, where each answers 503 problem+json at once, instead of taking
+// them all out and leaving clients Traefik's plain-text "no available server".
+func handleReady(ready func(ctx context.Context, database bool) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := ready(r.Context()); err != nil {
+		database := true
+		for _, check := range r.URL.Query()["exclude"] {
+			if check != "database" {
+				writeProblem(w, r, http.StatusBadRequest, fmt.Sprintf("exclude: no check named %q; the only one is \"database\"", check), nil)
+				return
+			}
+			database = false
+		}
+		if err := ready(r.Context(), database); err != nil {
 			writeProblem(w, r, http.StatusServiceUnavailable, "not ready: "+err.Error(), nil)
 			return
 		}

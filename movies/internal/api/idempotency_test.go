@@ -22,10 +22,15 @@ import (
 // newServerOn returns a server on pool, as a new instance of the service would be.
 func newServerOn(pool *pgxpool.Pool, casts api.Casts, requestTimeout time.Duration) http.Handler {
 	return api.NewServer(api.Deps{
-		Logger:         zerolog.Nop(),
-		Store:          movie.NewStore(pool),
-		Casts:          casts,
-		Ready:          func(ctx context.Context) error { return pool.Ping(ctx) },
+		Logger: zerolog.Nop(),
+		Store:  movie.NewStore(pool),
+		Casts:  casts,
+		Ready: func(ctx context.Context, database bool) error {
+			if !database {
+				return nil
+			}
+			return pool.Ping(ctx)
+		},
 		RequestTimeout: requestTimeout,
 	})
 }

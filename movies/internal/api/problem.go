@@ -60,6 +60,7 @@ func writeProblemAt(w http.ResponseWriter, instance string, status int, detail s
 
 // gatewayDetails explain the errors that the gateway, not a service, finds with a request.
 var gatewayDetails = map[int]string{
+	http.StatusNotFound:              "no resource at this address; the API is under /api/v1/movies and /api/v1/casts",
 	http.StatusRequestEntityTooLarge: fmt.Sprintf("body must not be larger than %d bytes", maxBodyBytes),
 	http.StatusTooManyRequests:       "too many requests from this address; slow down and retry later",
 	http.StatusBadGateway:            "the service failed to answer the gateway; retry later",

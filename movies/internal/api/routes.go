@@ -9,7 +9,7 @@ import (
 
 // addRoutes lists every endpoint. Each collection and item path is registered with and without a
 // trailing slash ({$} matches only the slash), so neither form redirects.
-func addRoutes(mux *http.ServeMux, store Store, casts Casts, ready func(context.Context) error, v *validator.Validate) {
+func addRoutes(mux *http.ServeMux, store Store, casts Casts, ready func(context.Context, bool) error, v *validator.Validate) {
 	mux.Handle("GET /livez", handleLive())
 	mux.Handle("GET /readyz", handleReady(ready))
 	mux.Handle("GET /problems/{status}", handleGatewayProblem())

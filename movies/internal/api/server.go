@@ -42,7 +42,8 @@ type Deps struct {
 	Casts  Casts
 	// Ready reports whether the service can take traffic: false while shutting down or when the
 	// database does not answer. The cast service is not part of it: reads still work without it.
-	Ready func(ctx context.Context) error
+	// With database false it leaves the database out (see handleReady).
+	Ready func(ctx context.Context, database bool) error
 	// RequestTimeout bounds each request: past it, what the request waits for (the database, the
 	// cast service) is given up and the request is answered 503. Zero means no bound.
 	RequestTimeout time.Duration
