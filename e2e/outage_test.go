@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -127,6 +129,7 @@ func TestCrashDurability(t *testing.T) {
 
 	const writers, perWriter = 4, 60
 	var acknowledged sync.Map // key -> cast id
+	var refusals answerTally
 	var wg sync.WaitGroup
 	killed := make(chan struct{})
 	for w := range writers {
@@ -152,6 +155,9 @@ func TestCrashDurability(t *testing.T) {
 					}
 					b, _ := io.ReadAll(resp.Body)
 					resp.Body.Close()
+					if resp.StatusCode != http.StatusCreated {
+						refusals.add(resp)
+					}
 					if resp.StatusCode == http.StatusCreated {
 						var c cast
 						if json.Unmarshal(b, &c) == nil {
@@ -169,6 +175,11 @@ func TestCrashDurability(t *testing.T) {
 		t.Fatal(err)
 	}
 	wg.Wait()
+	// What clients saw around the crash, for the log: mostly 502s from Traefik (a request in flight
+	// on, or sent to, the killed replica before the health check drops it), rendered as
+	// problem+json by the surviving replica, or as Traefik's plain text when the problem page
+	// itself was asked of the dead one.
+	t.Logf("answers other than 201 around the crash: %s", refusals.String())
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := s.StartReplica(ctx, stack.ServiceCasts, 0); err != nil {
@@ -212,4 +223,33 @@ func TestCrashDurability(t *testing.T) {
 			t.Errorf("key %s has %d rows: %v", key, len(ids), ids)
 		}
 	}
+}
+
+// answerTally counts answers by status and Content-Type; safe for concurrent use.
+type answerTally struct {
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func (a *answerTally) add(resp *http.Response) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.counts == nil {
+		a.counts = map[string]int{}
+	}
+	a.counts[fmt.Sprintf("%d %s", resp.StatusCode, resp.Header.Get("Content-Type"))]++
+}
+
+func (a *answerTally) String() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.counts) == 0 {
+		return "none"
+	}
+	keys := slices.Sorted(maps.Keys(a.counts))
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%dx %s", a.counts[k], k)
+	}
+	return strings.Join(parts, ", ")
 }
