@@ -19,6 +19,7 @@ import (
 	"github.com/movies-microservices/casts/internal/api"
 	"github.com/movies-microservices/casts/internal/cast"
 	"github.com/movies-microservices/casts/internal/idempotency"
+	"github.com/movies-microservices/casts/internal/logbuf"
 	"github.com/movies-microservices/casts/internal/outbox"
 	"github.com/movies-microservices/casts/internal/postgres"
 	"github.com/rs/zerolog"
@@ -42,7 +43,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
 	}
-	logger := zerolog.New(stdout).Level(cfg.LogLevel).With().Timestamp().Str("service", "casts").Logger()
+	// Log lines are batched, not written one system call each (see logbuf); the deferred Close
+	// writes the last ones when run returns.
+	logOut := logbuf.New(stdout, logBufferSize, logFlushInterval)
+	defer logOut.Close()
+	logger := zerolog.New(logOut).Level(cfg.LogLevel).With().Timestamp().Str("service", "casts").Logger()
 
 	pool, err := postgres.Open(ctx, cfg.DatabaseURL, 10*time.Second)
 	if err != nil {
@@ -128,6 +133,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	logger.Info().Msg("stopped")
 	return nil
 }
+
+// The log buffer: 64 KiB holds a few hundred access-log lines; 100 ms keeps `tail -f` live and
+// bounds what a crash can lose.
+const (
+	logBufferSize    = 64 << 10
+	logFlushInterval = 100 * time.Millisecond
+)
 
 // sweepInterval is how often expired idempotency keys are deleted.
 const sweepInterval = time.Hour

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -164,7 +165,20 @@ func TestNoSecretInLogsOrErrors(t *testing.T) {
 		assertNoSecret(t, "response "+b, b, passwords)
 	}
 
-	// Logs are written as the processes go: look once the outage has been logged.
+	// Logs are written as the processes go, the services' batched every 100 ms: look once each
+	// service's warning about the outage has arrived.
+	for _, name := range []string{"casts.log", "movies.log"} {
+		waitFor(t, "the outage in "+name, 10*time.Second, func() error {
+			data, err := os.ReadFile(filepath.Join(suite.stack.LogDir(), name))
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(string(data), "database unavailable") {
+				return fmt.Errorf("no %q line yet", "database unavailable")
+			}
+			return nil
+		})
+	}
 	files, err := filepath.Glob(filepath.Join(suite.stack.LogDir(), "*.log"))
 	if err != nil || len(files) < 5 {
 		t.Fatalf("log files %v (%v): want one per process", files, err)
