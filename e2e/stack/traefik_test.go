@@ -70,7 +70,7 @@ func TestStartWithBuiltTraefik(t *testing.T) {
 	}
 	// Traefik's health check (every 2s in routers.yml) takes the stopped
 	// replicas out of the rotation.
-	if err := waitTraefikSees(t, u.Admin, u.Casts, "is DOWN"); err != nil {
+	if err := waitTraefikSees(t, u.Admin, u.Casts, "casts@file has it DOWN"); err != nil {
 		t.Errorf("casts stopped: %v", err)
 	}
 	if err := s.StartService(testContext(t), ServiceCasts); err != nil {
