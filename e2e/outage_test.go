@@ -65,9 +65,11 @@ func TestDatabaseOutage(t *testing.T) {
 			if got.Status != http.StatusServiceUnavailable {
 				t.Fatalf("%s %s during the outage (round %d): %d %.200s, want 503", method, r.path, rounds, got.Status, b)
 			}
-			if checkProblem(t, fmt.Sprintf("%s %s during the outage (round %d)", method, r.path, rounds), got); t.Failed() {
-				t.FailNow()
+			if ct := got.Header.Get("Content-Type"); ct != "application/problem+json" {
+				t.Fatalf("%s %s during the outage (round %d): Content-Type %q, want application/problem+json (body %.200q)",
+					method, r.path, rounds, ct, b)
 			}
+			checkProblem(t, method+" "+r.path, got)
 			if strings.Contains(string(b), suite.stack.Secrets().Casts) || strings.Contains(string(b), suite.stack.Secrets().Movies) {
 				t.Errorf("%s %s: the error body contains a database password", method, r.path)
 			}

@@ -460,8 +460,8 @@ func TestRunGracefulShutdown(t *testing.T) {
 		t.Fatalf("/readyz never answered 503 problem+json after shutdown began")
 	}
 	// The container health check asks the same: a draining container is not healthy.
-	if err := run(ctx, []string{"movies", "healthcheck"}, func(k string) string { return env[k] }, io.Discard); err == nil {
-		t.Error("healthcheck succeeded during the shutdown delay")
+	if err := run(ctx, []string{"movies", "healthcheck"}, func(k string) string { return env[k] }, io.Discard); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Errorf("healthcheck during the shutdown delay: %v, want /readyz answered 503", err)
 	}
 	// Then the listener closes while the request is still in flight.
 	for i := 0; ; i++ {

@@ -94,8 +94,10 @@ func TestRoutersFileRendersEveryReplica(t *testing.T) {
 
 // TestFileReferencesResolve checks the split between the two dynamic files:
 // compose mounts only middlewares.yml, so everything the routers reference with
-// @file must be defined there, and routers/services must live only in
-// routers.yml (or they would exist in one mode and not the other).
+// @file must be defined there, and routers to our services must live only in
+// routers.yml and the labels (or they would exist in one mode and not the
+// other). The shared file may hold routers that Traefik answers itself (an
+// @internal service) and the services of its error pages.
 func TestFileReferencesResolve(t *testing.T) {
 	t.Parallel()
 
@@ -150,6 +152,11 @@ func TestFileReferencesResolve(t *testing.T) {
 	isMiddleware := func(name string) bool { _, ok := shared.HTTP.Middlewares[name]; return ok }
 	isTransport := func(name string) bool { _, ok := shared.HTTP.ServersTransports[name]; return ok }
 
+	for name, r := range shared.HTTP.Routers {
+		for _, m := range r.Middlewares {
+			resolve(middlewaresFile+": router "+name, m, isMiddleware)
+		}
+	}
 	for source, routers := range sources {
 		for name, r := range routers {
 			where := source + ": router " + name

@@ -19,6 +19,7 @@ func TestGatewayProblemPages(t *testing.T) {
 		want problemJSON
 	}{
 		{"/problems/413?url=http%3A%2F%2Flocalhost%3A8080%2Fapi%2Fv1%2Fcasts%3Fx%3D1", problemJSON{Status: 413, Detail: "body must not be larger than 1048576 bytes", Instance: "/api/v1/casts"}},
+		{"/problems/404?url=http%3A%2F%2Flocalhost%3A8080%2Fnope", problemJSON{Status: 404, Detail: "no resource at this address; the API is under /api/v1/movies and /api/v1/casts", Instance: "/nope"}},
 		{"/problems/429", problemJSON{Status: 429, Detail: "too many requests from this address; slow down and retry later", Instance: "/problems/429"}},
 		{"/problems/200", problemJSON{Status: 404, Detail: "no resource at /problems/200", Instance: "/problems/200"}},
 		{"/problems/x", problemJSON{Status: 404, Detail: "no resource at /problems/x", Instance: "/problems/x"}},

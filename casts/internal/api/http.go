@@ -87,7 +87,9 @@ func handleLive() http.Handler {
 // why. ?exclude=database leaves the database check out, so only shutting down fails it: that is
 // the load balancer's probe (traefik/dynamic, compose.yaml), which keeps instances in rotation
 // through a database outage, where each answers 503 problem+json at once, instead of taking
-// them all out and leaving clients Traefik's plain-text "no available server".
+// them all out and leaving clients Traefik's plain-text "no available server". The trade-off: a
+// replica that alone loses the database stays in rotation too (the databases are one per
+// service, shared by its replicas, so that is the rarer failure).
 func handleReady(ready func(ctx context.Context, database bool) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		database := true

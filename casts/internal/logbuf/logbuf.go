@@ -5,8 +5,9 @@
 // request (GET by id, measured with `make bench`).
 //
 // Lines reach the writer when the buffer fills, at every flush interval, and
-// on Close. A crash (SIGKILL) loses at most the last interval's lines; a
-// graceful shutdown loses none.
+// on Close; after Close every write goes straight through. A crash (SIGKILL)
+// loses at most the last interval's lines; a graceful shutdown loses none. A
+// failed write drops what was buffered, not the logging after it.
 package logbuf
 
 import (
@@ -16,46 +17,71 @@ import (
 	"time"
 )
 
-// Writer is an io.Writer that buffers whole writes (zerolog writes one line
-// per call) and flushes them in the background. It is safe for concurrent use.
+// Writer is an io.Writer that buffers writes (zerolog writes one line per
+// call; a line that does not fit in what is left of the buffer may reach the
+// writer in two parts, in order) and flushes them in the background. It is
+// safe for concurrent use.
 type Writer struct {
-	mu   sync.Mutex
-	buf  *bufio.Writer
-	stop chan struct{}
-	done chan struct{}
-	once sync.Once
+	mu     sync.Mutex
+	w      io.Writer
+	buf    *bufio.Writer
+	closed bool
+	stop   chan struct{}
+	done   chan struct{}
+	once   sync.Once
 }
 
 // New starts a Writer that holds up to size bytes for w and flushes them at
 // least every interval.
 func New(w io.Writer, size int, interval time.Duration) *Writer {
-	b := &Writer{buf: bufio.NewWriterSize(w, size), stop: make(chan struct{}), done: make(chan struct{})}
+	b := &Writer{w: w, buf: bufio.NewWriterSize(w, size), stop: make(chan struct{}), done: make(chan struct{})}
 	go b.flushEvery(interval)
 	return b
 }
 
-// Write buffers p, or writes it through when it does not fit.
+// Write buffers p, or writes it through when it does not fit or the Writer
+// is closed.
 func (b *Writer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.buf.Write(p)
+	n, err := b.buf.Write(p)
+	if err == nil && b.closed {
+		err = b.buf.Flush()
+	}
+	b.resetAfter(err)
+	return n, err
 }
 
 // Flush writes what is buffered.
 func (b *Writer) Flush() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.buf.Flush()
+	err := b.buf.Flush()
+	b.resetAfter(err)
+	return err
 }
 
-// Close stops the background flushes and writes what is left. Writes after
-// Close still reach the writer, at the next Flush or when the buffer fills.
+// resetAfter forgets a write error: bufio.Writer would otherwise fail every
+// later write with it. What was buffered is dropped.
+func (b *Writer) resetAfter(err error) {
+	if err != nil {
+		b.buf.Reset(b.w)
+	}
+}
+
+// Close stops the background flushes and writes what is left; later writes
+// go straight through (a handler still running after a shutdown timeout).
 func (b *Writer) Close() error {
 	b.once.Do(func() {
 		close(b.stop)
 		<-b.done
 	})
-	return b.Flush()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	err := b.buf.Flush()
+	b.resetAfter(err)
+	return err
 }
 
 func (b *Writer) flushEvery(interval time.Duration) {

@@ -2,6 +2,7 @@ package logbuf_test
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -94,5 +95,39 @@ func TestConcurrentLinesStayWhole(t *testing.T) {
 		if len(l) != 100 || strings.Count(l, l[:1]) != 100 {
 			t.Fatalf("a line was interleaved: %q", l)
 		}
+	}
+}
+
+// failOnce fails its first write and takes the others.
+type failOnce struct {
+	lockedBuffer
+	failed bool
+}
+
+func (f *failOnce) Write(p []byte) (int, error) {
+	if !f.failed {
+		f.failed = true
+		return 0, errors.New("disk full")
+	}
+	return f.lockedBuffer.Write(p)
+}
+
+// One failed write loses what was buffered then, not the lines after it; after Close, lines go
+// straight through.
+func TestRecoversFromAWriteErrorAndWritesThroughAfterClose(t *testing.T) {
+	t.Parallel()
+	out := &failOnce{}
+	w := logbuf.New(out, 4096, time.Hour)
+	w.Write([]byte("lost\n")) //nolint:errcheck // checked by what arrives
+	if err := w.Flush(); err == nil {
+		t.Fatal("the first flush should have failed")
+	}
+	w.Write([]byte("kept\n")) //nolint:errcheck // checked by what arrives
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("after close\n")) //nolint:errcheck // checked by what arrives
+	if got := out.String(); got != "kept\nafter close\n" {
+		t.Errorf("the writer got %q, want the lines after the failure", got)
 	}
 }
