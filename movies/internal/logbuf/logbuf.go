@@ -77,11 +77,9 @@ func (b *Writer) Close() error {
 		<-b.done
 	})
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	b.closed = true
-	err := b.buf.Flush()
-	b.resetAfter(err)
-	return err
+	b.mu.Unlock()
+	return b.Flush()
 }
 
 func (b *Writer) flushEvery(interval time.Duration) {
