@@ -101,6 +101,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       120 * time.Second,
 	}
+	if cfg.DebugAddr != "" {
+		stopDebug, addr, err := startDebug(cfg.DebugAddr)
+		if err != nil {
+			return err
+		}
+		defer stopDebug()
+		logger.Info().Str("addr", addr).Msg("serving profiles (net/http/pprof)")
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s (CASTS_ADDR): %w", cfg.Addr, err)

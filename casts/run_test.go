@@ -106,12 +106,13 @@ func TestRun(t *testing.T) {
 	movies := &fakeMovies{}
 	moviesSrv := httptest.NewServer(movies)
 	defer moviesSrv.Close()
-	addr := freeAddr(t)
+	addr, debugAddr := freeAddr(t), freeAddr(t)
 	env := map[string]string{
 		"CASTS_ADDR":         addr,
 		"CASTS_DATABASE_URL": pgtest.URL(t),
 		"CASTS_MOVIES_URL":   moviesSrv.URL,
 		"CASTS_LOG_LEVEL":    "info",
+		"CASTS_DEBUG_ADDR":   debugAddr,
 	}
 	var logs lockedBuffer
 	ctx, cancel := context.WithCancel(context.Background())
@@ -121,6 +122,21 @@ func TestRun(t *testing.T) {
 
 	base := "http://" + addr
 	waitReady(t, base, runErr)
+
+	// Profiles are served on the debug address only, never on the API's.
+	for url, want := range map[string]int{
+		"http://" + debugAddr + "/debug/pprof/allocs?debug=1": http.StatusOK,
+		base + "/debug/pprof/allocs?debug=1":                  http.StatusNotFound,
+	} {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s: status %d, want %d", url, resp.StatusCode, want)
+		}
+	}
 
 	req, _ := http.NewRequest("POST", base+"/api/v1/casts", strings.NewReader(`{"name":"Song Kang-ho","nationality":"South Korean"}`))
 	req.Header.Set("Content-Type", "application/json")
@@ -227,8 +243,8 @@ func TestRunConfigErrors(t *testing.T) {
 	}{
 		{
 			name: "missing and malformed",
-			env:  map[string]string{"CASTS_ADDR": "8001", "CASTS_LOG_LEVEL": "loud", "CASTS_SHUTDOWN_DELAY": "soon"},
-			want: []string{"CASTS_ADDR", "CASTS_DATABASE_URL is required", "CASTS_MOVIES_URL is required", "CASTS_LOG_LEVEL", "CASTS_SHUTDOWN_DELAY"},
+			env:  map[string]string{"CASTS_ADDR": "8001", "CASTS_LOG_LEVEL": "loud", "CASTS_DEBUG_ADDR": "6060", "CASTS_SHUTDOWN_DELAY": "soon"},
+			want: []string{"CASTS_ADDR", "CASTS_DATABASE_URL is required", "CASTS_MOVIES_URL is required", "CASTS_LOG_LEVEL", "CASTS_SHUTDOWN_DELAY", "CASTS_DEBUG_ADDR"},
 		},
 		{
 			name: "movies URL and relay durations",

@@ -32,6 +32,8 @@ type Config struct {
 	ShutdownDelay time.Duration
 	// ShutdownTimeout bounds how long in-flight requests may take to finish on shutdown.
 	ShutdownTimeout time.Duration
+	// DebugAddr, if set, is where Go's profiles are served (see startDebug).
+	DebugAddr string
 }
 
 // loadConfig reads the configuration and reports every missing or bad variable at once.
@@ -69,6 +71,13 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	} else if u, err := url.Parse(cfg.CastsURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		// Not quoted back: a URL may carry credentials.
 		errs = append(errs, errors.New("MOVIES_CASTS_URL is not an absolute http:// or https:// URL (example http://127.0.0.1:8082)"))
+	}
+
+	if v := getenv("MOVIES_DEBUG_ADDR"); v != "" {
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			errs = append(errs, fmt.Errorf("MOVIES_DEBUG_ADDR: %q is not host:port (example 127.0.0.1:6060)", v))
+		}
+		cfg.DebugAddr = v
 	}
 
 	if v := getenv("MOVIES_LOG_LEVEL"); v != "" {

@@ -158,13 +158,14 @@ func TestRun(t *testing.T) {
 	castsSrv := httptest.NewServer(casts)
 	defer castsSrv.Close()
 
-	addr := freeAddr(t)
+	addr, debugAddr := freeAddr(t), freeAddr(t)
 	env := map[string]string{
 		"MOVIES_ADDR":          addr,
 		"MOVIES_DATABASE_URL":  pgtest.URL(t),
 		"MOVIES_CASTS_URL":     castsSrv.URL,
 		"MOVIES_CASTS_TIMEOUT": "1s",
 		"MOVIES_LOG_LEVEL":     "info",
+		"MOVIES_DEBUG_ADDR":    debugAddr,
 	}
 	var logs lockedBuffer
 	ctx, cancel := context.WithCancel(context.Background())
@@ -174,6 +175,14 @@ func TestRun(t *testing.T) {
 
 	base := "http://" + addr
 	waitReady(t, base, runErr)
+
+	// Profiles are served on the debug address only, never on the API's.
+	if resp := send(t, "GET", "http://"+debugAddr+"/debug/pprof/allocs?debug=1", "", "", nil); resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /debug/pprof/allocs on MOVIES_DEBUG_ADDR: status %d, want 200", resp.StatusCode)
+	}
+	if resp := send(t, "GET", base+"/debug/pprof/allocs?debug=1", "", "", nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /debug/pprof/allocs on MOVIES_ADDR: status %d, want 404", resp.StatusCode)
+	}
 	moviesNamed := func(name string) []movieJSON {
 		var movies []movieJSON
 		send(t, "GET", base+"/api/v1/movies?name="+name, "", "", &movies)
@@ -336,8 +345,8 @@ func TestRunConfigErrors(t *testing.T) {
 	}{
 		{
 			name: "missing and malformed",
-			env:  map[string]string{"MOVIES_ADDR": "8000", "MOVIES_LOG_LEVEL": "loud", "MOVIES_SHUTDOWN_DELAY": "soon"},
-			want: []string{"MOVIES_ADDR", "MOVIES_DATABASE_URL is required", "MOVIES_CASTS_URL is required", "MOVIES_LOG_LEVEL", "MOVIES_SHUTDOWN_DELAY"},
+			env:  map[string]string{"MOVIES_ADDR": "8000", "MOVIES_LOG_LEVEL": "loud", "MOVIES_DEBUG_ADDR": "6060", "MOVIES_SHUTDOWN_DELAY": "soon"},
+			want: []string{"MOVIES_ADDR", "MOVIES_DATABASE_URL is required", "MOVIES_CASTS_URL is required", "MOVIES_LOG_LEVEL", "MOVIES_SHUTDOWN_DELAY", "MOVIES_DEBUG_ADDR"},
 		},
 		{
 			name: "casts URL and timeout",

@@ -46,6 +46,10 @@ type Options struct {
 	// other tenants' I/O) rather than the stack, and no two variants of a
 	// write scenario would see the same disk.
 	Durable bool
+	// ProfileDir, if set, receives CPU and allocation profiles of every
+	// process (pprof format), taken during one more run of each scenario
+	// through Traefik after the measured runs (see runner.profile).
+	ProfileDir string
 	// Progress receives a line per step; nil discards them.
 	Progress io.Writer
 }
@@ -119,7 +123,11 @@ func (o Options) Estimate() time.Duration {
 			runs++
 		}
 	}
-	return time.Duration(o.Repeats*runs) * (o.Duration + o.Warmup + runPause)
+	total := time.Duration(o.Repeats*runs) * (o.Duration + o.Warmup + runPause)
+	if o.ProfileDir != "" {
+		total += time.Duration(len(o.scenarios())) * (o.Duration + 2*time.Second)
+	}
+	return total
 }
 
 // runPause separates runs, so that one run's closing connections and
@@ -168,7 +176,7 @@ func Run(ctx context.Context, opts Options) (_ *Results, err error) {
 		Errors:    "non-2xx answers (wrk counts status >= 400; the API never redirects) plus connect, read, write errors and timeouts (5s)",
 	}
 
-	stackOpts := stack.Options{RepoRoot: opts.RepoRoot, LogLevel: "info", Progress: progress}
+	stackOpts := stack.Options{RepoRoot: opts.RepoRoot, LogLevel: "info", Progress: progress, Profiling: opts.ProfileDir != ""}
 	if opts.Durable {
 		// A persistent cluster (fsync on, as in production) in our temp dir.
 		stackOpts.Dir = filepath.Join(dir, "stack")
@@ -254,6 +262,20 @@ func Run(ctx context.Context, opts Options) (_ *Results, err error) {
 				}
 				res.Runs = append(res.Runs, run)
 			}
+		}
+	}
+
+	if opts.ProfileDir != "" {
+		if err := os.MkdirAll(opts.ProfileDir, 0o755); err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		for _, sc := range opts.scenarios() {
+			fmt.Fprintf(progress, "bench: %-12s traefik  profiling every process for %s\n", sc.Name, opts.Duration)
+			files, err := r.profile(ctx, sc, urls.Gateway, urls.Profiles, opts.ProfileDir)
+			if err != nil {
+				return nil, err
+			}
+			res.Profiles = append(res.Profiles, files...)
 		}
 	}
 

@@ -48,6 +48,8 @@ type Results struct {
 	// PeakRSS is, per process group, the largest peak over every run.
 	PeakRSS map[string]ProcessStats `json:"peak_rss"`
 	Checks  []Check                 `json:"checks"`
+	// Profiles are the files of a run with Options.ProfileDir.
+	Profiles []string `json:"profiles,omitempty"`
 }
 
 // Machine describes where the run happened.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,6 +52,11 @@ type Options struct {
 	ReadyTimeout time.Duration
 	// Binaries override the programs started; empty fields mean RepoRoot/bin/...
 	Binaries Binaries
+	// Profiling serves Go's profiles (net/http/pprof) from every process:
+	// each service replica on a debug address of its own (*_DEBUG_ADDR),
+	// Traefik on its API (--api.debug). URLs.Profiles lists them. For
+	// measuring only (make bench -profile): it exposes internals.
+	Profiling bool
 }
 
 // Binaries are the programs a stack starts.
@@ -67,7 +73,10 @@ type URLs struct {
 	Casts   []string // each casts replica, directly
 	// DatabaseAdmin is the superuser URL of the cluster. For a persistent
 	// stack it holds the password: print it with url.URL.Redacted.
-	DatabaseAdmin string
+	DatabaseAdmin string // Profiles maps each process ("casts", "casts-2", "movies", "traefik")
+	// to the base URL under which it serves /debug/pprof/; set only with
+	// Options.Profiling.
+	Profiles map[string]string
 }
 
 // Service names, for StopService and StartService.
@@ -127,10 +136,15 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err := s.startPostgres(ctx, secrets); err != nil {
 		return nil, err
 	}
-	s.services = []*service{
-		s.castsService(castsPorts, secrets.Casts),
-		s.moviesService(moviesPorts, secrets.Movies),
+	casts, err := s.castsService(castsPorts, secrets.Casts)
+	if err != nil {
+		return nil, err
 	}
+	movies, err := s.moviesService(moviesPorts, secrets.Movies)
+	if err != nil {
+		return nil, err
+	}
+	s.services = []*service{casts, movies}
 	for _, svc := range s.services {
 		if err := s.startService(ctx, svc, true); err != nil {
 			return nil, err
@@ -317,7 +331,7 @@ func (s *Stack) startPostgres(ctx context.Context, secrets Secrets) error {
 
 // castsService delivers its outbox's events to movies through Traefik's mesh
 // entrypoint too.
-func (s *Stack) castsService(ports []int, password string) *service {
+func (s *Stack) castsService(ports []int, password string) (*service, error) {
 	dbURL := s.pg.URL(ServiceCasts, password, ServiceCasts)
 	moviesURL := "http://" + hostPort(s.opts.Ports.Mesh)
 	return s.newService(ServiceCasts, s.opts.Binaries.Casts, ports, EnvCastsPort, func(addr string) []string {
@@ -327,7 +341,7 @@ func (s *Stack) castsService(ports []int, password string) *service {
 
 // moviesService reaches casts only through Traefik's mesh entrypoint, as in
 // production: retries and the circuit breaker live there.
-func (s *Stack) moviesService(ports []int, password string) *service {
+func (s *Stack) moviesService(ports []int, password string) (*service, error) {
 	dbURL := s.pg.URL(ServiceMovies, password, ServiceMovies)
 	castsURL := "http://" + hostPort(s.opts.Ports.Mesh)
 	return s.newService(ServiceMovies, s.opts.Binaries.Movies, ports, EnvMoviesPort, func(addr string) []string {
@@ -337,19 +351,41 @@ func (s *Stack) moviesService(ports []int, password string) *service {
 
 // newService adds what both services share: the shutdown delay (each reads
 // its own NAME_SHUTDOWN_DELAY) and a stop grace period that covers it.
-func (s *Stack) newService(name, binary string, ports []int, portEnv string, env func(addr string) []string) *service {
-	envWithDelay := env
-	if d := s.opts.ShutdownDelay; d > 0 {
-		envWithDelay = func(addr string) []string {
-			return append(env(addr), strings.ToUpper(name)+"_SHUTDOWN_DELAY="+d.String())
-		}
-	}
-	return &service{
-		name: name, binary: binary, ports: ports, portEnv: portEnv, env: envWithDelay,
+// With Options.Profiling, each replica also gets a debug address of its own,
+// kept for its restarts.
+func (s *Stack) newService(name, binary string, ports []int, portEnv string, env func(addr string) []string) (*service, error) {
+	prefix := strings.ToUpper(name) + "_"
+	debugAddrs := map[string]string{} // replica's address -> its debug address
+	svc := &service{
+		name: name, binary: binary, ports: ports, portEnv: portEnv,
 		// The services' own shutdown timeout is 15s, after the delay.
 		grace:    s.opts.ShutdownDelay + 20*time.Second,
 		replicas: make([]*process, len(ports)),
 	}
+	if s.opts.Profiling {
+		for i, port := range ports {
+			debugPort, err := freePort(svc.replicaName(i) + " profiles")
+			if err != nil {
+				return nil, err
+			}
+			debugAddrs[hostPort(port)] = hostPort(debugPort)
+			if s.urls.Profiles == nil {
+				s.urls.Profiles = map[string]string{}
+			}
+			s.urls.Profiles[svc.replicaName(i)] = "http://" + hostPort(debugPort)
+		}
+	}
+	svc.env = func(addr string) []string {
+		vars := env(addr)
+		if d := s.opts.ShutdownDelay; d > 0 {
+			vars = append(vars, prefix+"SHUTDOWN_DELAY="+d.String())
+		}
+		if debug, ok := debugAddrs[addr]; ok {
+			vars = append(vars, prefix+"DEBUG_ADDR="+debug)
+		}
+		return vars
+	}
+	return svc, nil
 }
 
 // startService starts every replica of svc that is not running; fresh
@@ -369,6 +405,7 @@ func (s *Stack) startReplica(ctx context.Context, svc *service, i int, fresh boo
 
 func (s *Stack) startTraefik(ctx context.Context) error {
 	cfg := traefikConfig{
+		profiling:  s.opts.Profiling,
 		dynamicDir: s.opts.dynamicDir(),
 		accessLog:  filepath.Join(s.logDir, "traefik-access.log"),
 		ports:      s.opts.Ports,
@@ -400,6 +437,9 @@ func (s *Stack) startTraefik(ctx context.Context) error {
 	s.urls.Admin = "http://" + hostPort(s.opts.Ports.Admin)
 	s.urls.Mesh = "http://" + hostPort(s.opts.Ports.Mesh)
 	s.urls.Casts, s.urls.Movies = cfg.casts, cfg.movies
+	if s.opts.Profiling {
+		s.urls.Profiles["traefik"] = s.urls.Admin
+	}
 	servers := append(append([]string(nil), cfg.casts...), cfg.movies...)
 	if err := waitTraefikReady(ctx, s.urls.Admin, servers, s.traefik, s.opts.ReadyTimeout); err != nil {
 		return err
@@ -450,6 +490,7 @@ func (s *Stack) URLs() URLs {
 	u := s.urls
 	u.Movies = append([]string(nil), u.Movies...)
 	u.Casts = append([]string(nil), u.Casts...)
+	u.Profiles = maps.Clone(u.Profiles)
 	return u
 }
 

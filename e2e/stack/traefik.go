@@ -29,13 +29,14 @@ type traefikConfig struct {
 	ports      Ports
 	casts      []string // base URLs of the casts replicas
 	movies     []string // base URLs of the movies replicas
+	profiling  bool     // serve /debug/pprof/ on the API entrypoint
 }
 
 // args is the whole static configuration as flags: Traefik takes its static
 // configuration from one source only (file, flags or environment), and flags
 // keep everything that varies per run in one place.
 func (c traefikConfig) args() []string {
-	return []string{
+	args := []string{
 		"--entrypoints.web.address=" + hostPort(c.ports.Web),
 		"--entrypoints.traefik.address=" + hostPort(c.ports.Admin),
 		"--entrypoints.mesh.address=" + hostPort(c.ports.Mesh),
@@ -57,6 +58,10 @@ func (c traefikConfig) args() []string {
 		"--global.checknewversion=false",
 		"--global.sendanonymoususage=false",
 	}
+	if c.profiling {
+		args = append(args, "--api.debug=true")
+	}
+	return args
 }
 
 // env is our environment without TRAEFIK_* variables (Traefik would read

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -66,22 +67,33 @@ func (s *Store) Get(ctx context.Context, id int64) (Cast, error) {
 	return one(ctx, s.pool, "get cast", sqlSelectCast, id)
 }
 
-// The filters are NULL when unused, so one static statement serves every combination.
-const sqlListCasts = `
-SELECT ` + castColumns + ` FROM casts
-WHERE id > $1
-  AND ($2::bigint[] IS NULL OR id = ANY ($2))
-  AND ($3::text IS NULL OR strpos(lower(name), lower($3)) > 0)
-ORDER BY id
-LIMIT $4`
+// listCastsSQL is the list statement for the filters p uses, and its arguments. Each combination
+// of filters is a statement of its own, never "($n IS NULL OR ...)": pgx prepares every statement,
+// and after a few runs PostgreSQL may switch a prepared statement to a generic plan, which cannot
+// know that a NULL filter is off. For the cast check of the movie service (a few ids), that plan
+// walked the primary key from the cursor and filtered row by row: 2 ms instead of 0.03 ms among
+// 10,000 casts.
+func listCastsSQL(p ListParams) (string, []any) {
+	var b strings.Builder
+	args := []any{p.After}
+	b.WriteString("SELECT " + castColumns + " FROM casts WHERE id > $1")
+	if p.IDs != nil {
+		args = append(args, p.IDs)
+		fmt.Fprintf(&b, " AND id = ANY ($%d)", len(args))
+	}
+	if p.Name != "" {
+		args = append(args, p.Name)
+		fmt.Fprintf(&b, " AND strpos(lower(name), lower($%d)) > 0", len(args))
+	}
+	args = append(args, p.Limit)
+	fmt.Fprintf(&b, " ORDER BY id LIMIT $%d", len(args))
+	return b.String(), args
+}
 
 // List returns up to p.Limit casts in id order.
 func (s *Store) List(ctx context.Context, p ListParams) ([]Cast, error) {
-	var name *string
-	if p.Name != "" {
-		name = &p.Name
-	}
-	rows, err := s.pool.Query(ctx, sqlListCasts, p.After, p.IDs, name, p.Limit)
+	sql, args := listCastsSQL(p)
+	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list casts: %w", err)
 	}

@@ -46,6 +46,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		scenarios string
 		strict    bool
 		render    string
+		profile   bool
 	)
 	// Each flag's default comes from its variable, if set, else from DefaultOptions.
 	envErrs := []error{}
@@ -97,6 +98,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	stringVar(&scenarios, "scenarios", "BENCH_SCENARIOS", "comma-separated scenarios to run (default all: "+scenarioNames()+")")
 	stringVar(&out, "out", "BENCH_OUT", "directory for the JSON results (default .run/bench in the repository)")
 	boolVar(&strict, "strict", "BENCH_STRICT", "exit 1 when a target is missed")
+	boolVar(&profile, "profile", "BENCH_PROFILE", "after the measured runs, run each scenario once more through Traefik and save every process's CPU and allocation profiles (pprof) beside the results")
 	fs.StringVar(&render, "render", "", "print the tables of an earlier results `file` and exit, running nothing")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -128,6 +130,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		out = filepath.Join(root, ".run", "bench")
 	}
 
+	if profile {
+		opts.ProfileDir = filepath.Join(out, "profiles-"+time.Now().UTC().Format("20060102T150405Z"))
+	}
+
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	res, err := bench.Run(ctx, opts)
@@ -150,6 +156,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	fmt.Fprintf(stdout, "\nResults: %s\n", path)
+	if len(res.Profiles) > 0 {
+		fmt.Fprintf(stdout, "Profiles: %s (read one with: go tool pprof -top FILE; allocations: go tool pprof -sample_index=alloc_space -top FILE)\n", opts.ProfileDir)
+	}
 	if strict {
 		for _, c := range res.Checks {
 			if !c.Met {

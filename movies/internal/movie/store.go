@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -72,20 +73,36 @@ func (s *Store) Get(ctx context.Context, id int64) (Movie, error) {
 	return one(ctx, s.pool, "get movie", sqlSelectMovie, id)
 }
 
-// The filters are NULL when unused, so one static statement serves every combination. The genre
-// and cast_id tests are written as containment (@>) so that the GIN indexes can answer them.
-const sqlListMovies = `
-SELECT ` + movieColumns + ` FROM movies
-WHERE id > $1
-  AND ($2::text IS NULL OR movie_genre_keys(genres) @> ARRAY[lower($2)])
-  AND ($3::bigint IS NULL OR cast_ids @> ARRAY[$3::bigint])
-  AND ($4::text IS NULL OR strpos(lower(name), lower($4)) > 0)
-ORDER BY id
-LIMIT $5`
+// listMoviesSQL is the list statement for the filters p uses, and its arguments. Each combination
+// of filters is a statement of its own, never "($n IS NULL OR ...)": pgx prepares every statement,
+// and after a few runs PostgreSQL may switch a prepared statement to a generic plan, which cannot
+// know that a NULL filter is off and so cannot pick the index for the filter that is on. The
+// genre and cast tests are written as containment (@>) so that the GIN indexes can answer them.
+func listMoviesSQL(p ListParams) (string, []any) {
+	var b strings.Builder
+	args := []any{p.After}
+	b.WriteString("SELECT " + movieColumns + " FROM movies WHERE id > $1")
+	if p.Genre != "" {
+		args = append(args, p.Genre)
+		fmt.Fprintf(&b, " AND movie_genre_keys(genres) @> ARRAY[lower($%d)]", len(args))
+	}
+	if p.CastID != 0 {
+		args = append(args, p.CastID)
+		fmt.Fprintf(&b, " AND cast_ids @> ARRAY[$%d::bigint]", len(args))
+	}
+	if p.Name != "" {
+		args = append(args, p.Name)
+		fmt.Fprintf(&b, " AND strpos(lower(name), lower($%d)) > 0", len(args))
+	}
+	args = append(args, p.Limit)
+	fmt.Fprintf(&b, " ORDER BY id LIMIT $%d", len(args))
+	return b.String(), args
+}
 
 // List returns up to p.Limit movies in id order.
 func (s *Store) List(ctx context.Context, p ListParams) ([]Movie, error) {
-	rows, err := s.pool.Query(ctx, sqlListMovies, p.After, nullIfZero(p.Genre), nullIfZero(p.CastID), nullIfZero(p.Name), p.Limit)
+	sql, args := listMoviesSQL(p)
+	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list movies: %w", err)
 	}
@@ -249,13 +266,4 @@ func nonNil[T any](s []T) []T {
 		return []T{}
 	}
 	return s
-}
-
-// nullIfZero sends an unused filter as NULL, which the list statement reads as "no filter".
-func nullIfZero[T comparable](v T) *T {
-	var zero T
-	if v == zero {
-		return nil
-	}
-	return &v
 }
