@@ -69,6 +69,10 @@ func TestStoreApplyCastDeleted(t *testing.T) {
 	if _, err := store.Create(ctx, movie.Fields{Name: "late", CastIDs: []int64{9, 8}}); !errors.As(err, &deleted) || !cmp.Equal(deleted.IDs, []int64{8}) {
 		t.Errorf("Create naming a deleted cast: err = %v, want a DeletedCastsError for 8", err)
 	}
+	// The insert went to PostgreSQL in the same batch as the check: the refusal must roll it back.
+	if late, err := store.List(ctx, movie.ListParams{Limit: 10, Name: "late"}); err != nil || len(late) != 0 {
+		t.Errorf("a refused Create left movies %+v (err %v)", late, err)
+	}
 	if _, err := store.Update(ctx, c.ID, c.Version, movie.Fields{Name: "c", CastIDs: []int64{8}}); !errors.As(err, &deleted) {
 		t.Errorf("Update naming a deleted cast: err = %v, want a DeletedCastsError", err)
 	}

@@ -179,24 +179,41 @@ func (s *Store) write(ctx context.Context, what string, castIDs []int64, sql str
 }
 
 // writeIn runs sql in tx, which writes one movie naming castIDs and returns it, unless one of
-// castIDs was deleted: the check and the write share the transaction and the casts' locks.
+// castIDs was deleted: the check and the write share the transaction and the casts' locks. The
+// lock, the check and the write go to PostgreSQL in one round trip (a pgx batch), which runs them
+// one after the other: the check reads after the locks are held, so a removal that held one has
+// committed by then, and the check (READ COMMITTED) sees it. When a cast was deleted the write has
+// run as well; the error makes the caller roll it back.
 func writeIn(ctx context.Context, tx pgx.Tx, what string, castIDs []int64, sql string, args ...any) (Movie, error) {
-	if len(castIDs) > 0 {
-		if _, err := tx.Exec(ctx, sqlLockCastsShared, castLockSpace, castIDs); err != nil {
-			return Movie{}, fmt.Errorf("%s: lock casts: %w", what, err)
-		}
-		// Read after the locks: a removal that held one has committed by now, and this statement
-		// (READ COMMITTED) sees it.
-		rows, _ := tx.Query(ctx, sqlDeletedAmong, castIDs)
-		deleted, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-		if err != nil {
-			return Movie{}, fmt.Errorf("%s: check deleted casts: %w", what, err)
-		}
-		if len(deleted) > 0 {
-			return Movie{}, &DeletedCastsError{IDs: deleted}
-		}
+	if len(castIDs) == 0 {
+		return one(ctx, tx, what, sql, args...)
 	}
-	return one(ctx, tx, what, sql, args...)
+	batch := &pgx.Batch{}
+	batch.Queue(sqlLockCastsShared, castLockSpace, castIDs)
+	batch.Queue(sqlDeletedAmong, castIDs)
+	batch.Queue(sql, args...)
+	results := tx.SendBatch(ctx, batch)
+	defer results.Close()
+	if _, err := results.Exec(); err != nil {
+		return Movie{}, fmt.Errorf("%s: lock casts: %w", what, err)
+	}
+	rows, _ := results.Query()
+	deleted, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return Movie{}, fmt.Errorf("%s: check deleted casts: %w", what, err)
+	}
+	if len(deleted) > 0 {
+		return Movie{}, &DeletedCastsError{IDs: deleted}
+	}
+	rows, _ = results.Query()
+	m, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[Movie])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Movie{}, ErrNotFound
+	}
+	if err != nil {
+		return Movie{}, fmt.Errorf("%s: %w", what, err)
+	}
+	return m, results.Close()
 }
 
 const (
