@@ -70,7 +70,7 @@ func startStack(ctx context.Context) (*stack.Stack, int, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	s, err := stack.Start(ctx, stack.Options{RepoRoot: root, Progress: os.Stderr, LogLevel: "warn"})
+	s, err := stack.Start(ctx, stack.Options{RepoRoot: root, Progress: os.Stderr, LogLevel: "warn", AccessLogAll: true})
 	if err != nil {
 		return nil, 1, fmt.Errorf("e2e: start the stack: %w", err)
 	}

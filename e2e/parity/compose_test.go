@@ -15,6 +15,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/template"
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/google/go-cmp/cmp"
+	"github.com/movies-microservices/e2e/stack"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -229,6 +230,36 @@ func entryPointPort(t *testing.T, command []string, entryPoint string) string {
 		}
 	}
 	return ""
+}
+
+// TestTraefikTuningSameInBothModes: Traefik's access-log filters and GOGC are
+// those the local stack gives it (e2e/stack), which make bench measures.
+func TestTraefikTuningSameInBothModes(t *testing.T) {
+	t.Parallel()
+
+	project := loadProject(t)
+	traefik := project.Services["traefik"]
+	// Traefik's flag names are case-insensitive; their values are not.
+	normalize := func(flag string) string {
+		name, value, _ := strings.Cut(flag, "=")
+		return strings.ToLower(name) + "=" + value
+	}
+	var got []string
+	for _, arg := range traefik.Command {
+		if strings.HasPrefix(strings.ToLower(arg), "--accesslog.filters.") {
+			got = append(got, normalize(arg))
+		}
+	}
+	var want []string
+	for _, flag := range stack.TraefikAccessLogFilters {
+		want = append(want, normalize(flag))
+	}
+	if diff := cmp.Diff(sorted(want), sorted(got)); diff != "" {
+		t.Errorf("traefik's --accessLog.filters.* in compose.yaml differ from e2e/stack's (-stack +compose):\n%s", diff)
+	}
+	if got := env(project, "traefik", "GOGC"); got != stack.TraefikGOGC {
+		t.Errorf("traefik's GOGC in compose.yaml = %q, e2e/stack gives %q", got, stack.TraefikGOGC)
+	}
 }
 
 // TestTraefikVersionSameInBothModes: the image used with Docker and the

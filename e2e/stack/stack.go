@@ -57,6 +57,11 @@ type Options struct {
 	// Traefik on its API (--api.debug). URLs.Profiles lists them. For
 	// measuring only (make bench -profile): it exposes internals.
 	Profiling bool
+	// AccessLogAll makes Traefik's access log (LogDir/traefik-access.log)
+	// record every request; by default it records only failed, retried and
+	// slow ones (TraefikAccessLogFilters), as with Docker. Tests that read it
+	// to see which entrypoint a request took set it.
+	AccessLogAll bool
 }
 
 // Binaries are the programs a stack starts.
@@ -406,6 +411,7 @@ func (s *Stack) startReplica(ctx context.Context, svc *service, i int, fresh boo
 func (s *Stack) startTraefik(ctx context.Context) error {
 	cfg := traefikConfig{
 		profiling:  s.opts.Profiling,
+		accessAll:  s.opts.AccessLogAll,
 		dynamicDir: s.opts.dynamicDir(),
 		accessLog:  filepath.Join(s.logDir, "traefik-access.log"),
 		ports:      s.opts.Ports,

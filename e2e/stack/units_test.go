@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -217,12 +218,22 @@ func TestTraefikArgsAndEnv(t *testing.T) {
 		"--providers.file.watch=true",
 		"--global.checknewversion=false",
 		"--global.sendanonymoususage=false",
+		"--accesslog.filters.statuscodes=400-599",
+		"--accesslog.filters.retryattempts=true",
+		"--accesslog.filters.minduration=1s",
 	}
 	if diff := cmp.Diff(want, cfg.args()); diff != "" {
 		t.Errorf("args (-want +got):\n%s", diff)
 	}
+	// Every request logged, and profiles served: the filters go, --api.debug comes.
+	all := cfg
+	all.accessAll, all.profiling = true, true
+	wantAll := append(slices.Clone(want[:len(want)-3]), "--api.debug=true")
+	if diff := cmp.Diff(wantAll, all.args()); diff != "" {
+		t.Errorf("args with accessAll and profiling (-want +got):\n%s", diff)
+	}
 	env := strings.Join(cfg.env(), "\n")
-	for _, want := range []string{"STACK_CASTS_URLS=http://127.0.0.1:8001,http://127.0.0.1:8011", "STACK_MOVIES_URLS=http://127.0.0.1:8000"} {
+	for _, want := range []string{"STACK_CASTS_URLS=http://127.0.0.1:8001,http://127.0.0.1:8011", "STACK_MOVIES_URLS=http://127.0.0.1:8000", "GOGC=200"} {
 		if !strings.Contains(env, want) {
 			t.Errorf("env lacks %s", want)
 		}
