@@ -164,36 +164,71 @@ const (
 )
 
 // write runs sql, which writes one movie naming castIDs and returns it, unless one of castIDs was
-// deleted: see writeIn. Without cast ids it needs no transaction of its own.
+// deleted: see writeIn. Without cast ids it needs no transaction of its own. With them, the
+// transaction's begin travels in the same batch as the rest, so the write takes two round trips
+// (the batch, then the commit) instead of four.
 func (s *Store) write(ctx context.Context, what string, castIDs []int64, sql string, args ...any) (Movie, error) {
 	if len(castIDs) == 0 {
 		return one(ctx, s.pool, what, sql, args...)
 	}
+	batch := &pgx.Batch{}
+	batch.BeginTx(pgx.TxOptions{})
+	queueWrite(batch, castIDs, sql, args...)
+	results := s.pool.SendBatch(ctx, batch)
+	tx := results.Tx()
 	var m Movie
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var err error
-		m, err = writeIn(ctx, tx, what, castIDs, sql, args...)
-		return err
-	})
-	return m, err
+	_, err := results.Exec() // the begin
+	if err != nil {
+		err = fmt.Errorf("%s: begin: %w", what, err)
+	} else {
+		m, err = readWrite(results, what)
+	}
+	if closeErr := results.Close(); err == nil && closeErr != nil {
+		err = fmt.Errorf("%s: %w", what, closeErr)
+	}
+	if err == nil {
+		if err = tx.Commit(ctx); err == nil {
+			return m, nil
+		}
+		err = fmt.Errorf("%s: commit: %w", what, err)
+	}
+	// As pgx.BeginFunc does: with ctx done, pgx closes the connection instead, which ends the
+	// transaction as well.
+	tx.Rollback(ctx)
+	return Movie{}, err
 }
 
 // writeIn runs sql in tx, which writes one movie naming castIDs and returns it, unless one of
-// castIDs was deleted: the check and the write share the transaction and the casts' locks. The
-// lock, the check and the write go to PostgreSQL in one round trip (a pgx batch), which runs them
-// one after the other: the check reads after the locks are held, so a removal that held one has
-// committed by then, and the check (READ COMMITTED) sees it. When a cast was deleted the write has
-// run as well; the error makes the caller roll it back.
+// castIDs was deleted: the check and the write share the transaction and the casts' locks.
 func writeIn(ctx context.Context, tx pgx.Tx, what string, castIDs []int64, sql string, args ...any) (Movie, error) {
 	if len(castIDs) == 0 {
 		return one(ctx, tx, what, sql, args...)
 	}
 	batch := &pgx.Batch{}
+	queueWrite(batch, castIDs, sql, args...)
+	results := tx.SendBatch(ctx, batch)
+	defer results.Close()
+	m, err := readWrite(results, what)
+	if err != nil {
+		return Movie{}, err
+	}
+	return m, results.Close()
+}
+
+// queueWrite queues the casts' shared locks, the deleted-cast check and the write, which
+// PostgreSQL runs one after the other: the check reads after the locks are held, so a removal that
+// held one has committed by then, and the check (READ COMMITTED) sees it. They go in one round
+// trip, so when a cast was deleted the write has run as well: readWrite's error makes the caller
+// roll it back.
+func queueWrite(batch *pgx.Batch, castIDs []int64, sql string, args ...any) {
 	batch.Queue(sqlLockCastsShared, castLockSpace, castIDs)
 	batch.Queue(sqlDeletedAmong, castIDs)
 	batch.Queue(sql, args...)
-	results := tx.SendBatch(ctx, batch)
-	defer results.Close()
+}
+
+// readWrite reads the results of queueWrite's statements: the movie written, or a
+// *DeletedCastsError, ErrNotFound (the write matched no row) or another error.
+func readWrite(results pgx.BatchResults, what string) (Movie, error) {
 	if _, err := results.Exec(); err != nil {
 		return Movie{}, fmt.Errorf("%s: lock casts: %w", what, err)
 	}
@@ -213,7 +248,7 @@ func writeIn(ctx context.Context, tx pgx.Tx, what string, castIDs []int64, sql s
 	if err != nil {
 		return Movie{}, fmt.Errorf("%s: %w", what, err)
 	}
-	return m, results.Close()
+	return m, nil
 }
 
 const (
