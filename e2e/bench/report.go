@@ -45,6 +45,18 @@ func (r *Results) WriteMarkdown(w io.Writer) error {
 
 	b.WriteString("\nCPU cores: CPU time of each process group (PostgreSQL and nginx with their children) divided by the run's wall time; " +
 		"harness is this program (it copies the services' logs, as the stack does). Other load: cores that processes outside the benchmark kept busy.\n")
+	b.WriteString("\n| scenario | via | CPU µs per request: movies / casts / traefik / nginx / postgres / generator |\n|---|---|---|\n")
+	last = ""
+	for _, sm := range r.Summary {
+		title := ""
+		if sm.Scenario != last {
+			title, last = sm.Scenario, sm.Scenario
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", title, sm.Variant, perRequestColumn(sm))
+	}
+	b.WriteString("\nCPU µs per request: a process group's CPU cores divided by the requests per second (medians of both): " +
+		"what each part costs per request, and where a proxy's cost comes from.\n")
+
 	b.WriteString("\n| ratio (req/s) | value | target | met |\n|---|--:|--:|---|\n")
 	for _, ra := range r.Ratios {
 		target, met := "", ""
@@ -91,6 +103,22 @@ func cpuColumn(sm Summary) string {
 		}
 	}
 	parts = append(parts, formatFloat(sm.GeneratorCPU, 2), formatFloat(sm.HarnessCPU, 2))
+	return strings.Join(parts, " / ")
+}
+
+// perRequestColumn is the CPU time each process group spent per request.
+func perRequestColumn(sm Summary) string {
+	perRequest := func(cores float64) string {
+		if sm.RPS <= 0 || cores < 0.005 {
+			return "-"
+		}
+		return formatFloat(cores/sm.RPS*1e6, 0)
+	}
+	parts := make([]string, 0, len(processGroups)+1)
+	for _, g := range processGroups {
+		parts = append(parts, perRequest(sm.Processes[g].CPU))
+	}
+	parts = append(parts, perRequest(sm.GeneratorCPU))
 	return strings.Join(parts, " / ")
 }
 
