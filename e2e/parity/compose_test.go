@@ -246,7 +246,7 @@ func TestTraefikTuningSameInBothModes(t *testing.T) {
 	}
 	var got []string
 	for _, arg := range traefik.Command {
-		if strings.HasPrefix(strings.ToLower(arg), "--accesslog.filters.") {
+		if lower := strings.ToLower(arg); strings.HasPrefix(lower, "--accesslog.filters.") || strings.HasPrefix(lower, "--accesslog.addinternals") {
 			got = append(got, normalize(arg))
 		}
 	}
@@ -255,7 +255,7 @@ func TestTraefikTuningSameInBothModes(t *testing.T) {
 		want = append(want, normalize(flag))
 	}
 	if diff := cmp.Diff(sorted(want), sorted(got)); diff != "" {
-		t.Errorf("traefik's --accessLog.filters.* in compose.yaml differ from e2e/stack's (-stack +compose):\n%s", diff)
+		t.Errorf("traefik's --accessLog.filters.* and addInternals in compose.yaml differ from e2e/stack's (-stack +compose):\n%s", diff)
 	}
 	if got := env(project, "traefik", "GOGC"); got != stack.TraefikGOGC {
 		t.Errorf("traefik's GOGC in compose.yaml = %q, e2e/stack gives %q", got, stack.TraefikGOGC)

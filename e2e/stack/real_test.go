@@ -2,9 +2,11 @@ package stack
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -64,6 +66,39 @@ func TestRealServicesUnderFaults(t *testing.T) {
 			t.Errorf("GET %s through the gateway: %d, want 200", path, got)
 		}
 	}
+
+	t.Run("gateway access log keeps failures only", func(t *testing.T) {
+		if got := getStatus(t, u.Gateway+"/not-the-api"); got != http.StatusNotFound {
+			t.Fatalf("GET /not-the-api through the gateway: %d, want 404", got)
+		}
+		if got := getStatus(t, u.Gateway+"/api/v1/casts/424242"); got != http.StatusNotFound {
+			t.Fatalf("GET a cast that does not exist through the gateway: %d, want 404", got)
+		}
+		path := filepath.Join(s.LogDir(), "traefik-access.log")
+		var lines []accessLine
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			lines = readAccessLines(t, path)
+			if len(lines) >= 2 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		want := map[string]bool{"/not-the-api": false, "/api/v1/casts/424242": false}
+		for _, l := range lines {
+			if l.Status < 400 {
+				t.Errorf("access log has a %d for %s: want only failed, retried or slow requests", l.Status, l.Path)
+			}
+			if _, ok := want[l.Path]; ok && l.Status == http.StatusNotFound {
+				want[l.Path] = true
+			}
+		}
+		for path, seen := range want {
+			if !seen {
+				t.Errorf("access log lacks the 404 for %s; it has %+v", path, lines)
+			}
+		}
+	})
 
 	t.Run("drained replica fails readyz before it stops", func(t *testing.T) {
 		stopped := make(chan error, 1)
@@ -172,4 +207,30 @@ func TestRealServicesUnderFaults(t *testing.T) {
 		assertNoSecrets(t, f, string(data), sec.Casts, sec.Movies)
 	}
 	assertNoSecrets(t, "LogOutput", logs.String(), sec.Casts, sec.Movies)
+}
+
+// accessLine is what the tests read of a line of Traefik's JSON access log.
+type accessLine struct {
+	Path   string `json:"RequestPath"`
+	Status int    `json:"DownstreamStatus"`
+}
+
+func readAccessLines(t *testing.T, path string) []accessLine {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []accessLine
+	for _, raw := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if raw == "" {
+			continue
+		}
+		var l accessLine
+		if err := json.Unmarshal([]byte(raw), &l); err != nil {
+			t.Fatalf("%s: %v in line %q", path, err, raw)
+		}
+		lines = append(lines, l)
+	}
+	return lines
 }

@@ -221,6 +221,7 @@ func TestTraefikArgsAndEnv(t *testing.T) {
 		"--accesslog.filters.statuscodes=400-599",
 		"--accesslog.filters.retryattempts=true",
 		"--accesslog.filters.minduration=1s",
+		"--accesslog.addinternals=true",
 	}
 	if diff := cmp.Diff(want, cfg.args()); diff != "" {
 		t.Errorf("args (-want +got):\n%s", diff)
@@ -228,7 +229,7 @@ func TestTraefikArgsAndEnv(t *testing.T) {
 	// Every request logged, and profiles served: the filters go, --api.debug comes.
 	all := cfg
 	all.accessAll, all.profiling = true, true
-	wantAll := append(slices.Clone(want[:len(want)-3]), "--api.debug=true")
+	wantAll := append(slices.Clone(want[:len(want)-4]), "--api.debug=true")
 	if diff := cmp.Diff(wantAll, all.args()); diff != "" {
 		t.Errorf("args with accessAll and profiling (-want +got):\n%s", diff)
 	}

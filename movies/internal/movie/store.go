@@ -166,7 +166,7 @@ const (
 // write runs sql, which writes one movie naming castIDs and returns it, unless one of castIDs was
 // deleted: see writeIn. Without cast ids it needs no transaction of its own. With them, the
 // transaction's begin travels in the same batch as the rest, so the write takes two round trips
-// (the batch, then the commit) instead of four.
+// (the batch, then the commit) instead of five (begin, lock, check, write, commit).
 func (s *Store) write(ctx context.Context, what string, castIDs []int64, sql string, args ...any) (Movie, error) {
 	if len(castIDs) == 0 {
 		return one(ctx, s.pool, what, sql, args...)
