@@ -78,8 +78,12 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	}
 
 	if v := getenv("CASTS_DEBUG_ADDR"); v != "" {
-		if _, _, err := net.SplitHostPort(v); err != nil {
+		host, _, err := net.SplitHostPort(v)
+		switch {
+		case err != nil:
 			errs = append(errs, fmt.Errorf("CASTS_DEBUG_ADDR: %q is not host:port (example 127.0.0.1:6060)", v))
+		case !isLoopback(host):
+			errs = append(errs, fmt.Errorf("CASTS_DEBUG_ADDR: %q is not on a loopback address (127.0.0.1, ::1 or localhost): the profiles show the service's internals", v))
 		}
 		cfg.DebugAddr = v
 	}
@@ -116,4 +120,13 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	}
 
 	return cfg, errors.Join(errs...)
+}
+
+// isLoopback reports whether host names this machine only.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

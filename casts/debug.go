@@ -9,8 +9,9 @@ import (
 )
 
 // startDebug serves Go's profiles (net/http/pprof) on addr, a listener of its own so that the
-// API never exposes them. It is for measuring (make bench -profile) and is off unless
-// CASTS_DEBUG_ADDR is set; keep it on a loopback address. The returned function closes it.
+// API never exposes them. It is for measuring (make bench BENCH_PROFILE=1) and is off unless
+// CASTS_DEBUG_ADDR is set, to a loopback address (loadConfig refuses others). The returned
+// function closes it.
 func startDebug(addr string) (stop func(), bound string, err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

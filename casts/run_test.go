@@ -253,6 +253,11 @@ func TestRunConfigErrors(t *testing.T) {
 			want: []string{"CASTS_MOVIES_URL is not an absolute http:// or https:// URL", "CASTS_MOVIES_TIMEOUT: must be more than 0", "CASTS_OUTBOX_MAX_BACKOFF",
 				"CASTS_REQUEST_TIMEOUT: must be more than 0"},
 		},
+		{
+			name: "profiles only on loopback",
+			env:  map[string]string{"CASTS_DEBUG_ADDR": ":6060"},
+			want: []string{"CASTS_DEBUG_ADDR: \":6060\" is not on a loopback address"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -355,6 +355,11 @@ func TestRunConfigErrors(t *testing.T) {
 			want: []string{"MOVIES_CASTS_URL is not an absolute http:// or https:// URL", "MOVIES_CASTS_TIMEOUT: must be more than 0", "MOVIES_SHUTDOWN_TIMEOUT",
 				"MOVIES_REQUEST_TIMEOUT: must be more than 0"},
 		},
+		{
+			name: "profiles only on loopback",
+			env:  map[string]string{"MOVIES_DEBUG_ADDR": ":6060"},
+			want: []string{"MOVIES_DEBUG_ADDR: \":6060\" is not on a loopback address"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

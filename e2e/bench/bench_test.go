@@ -233,7 +233,7 @@ func TestWriteMarkdown(t *testing.T) {
 	for _, want := range []string{
 		"| GET movie by id | direct | 10,000 | 1.00 | 2.00 | 10.00 | 0 | 0.50 / 0.10 / - / - / 0.30 / 0.00 / 0.00 | 0.00 |",
 		"|  | pgbench -S (-M prepared) | 19,000 |",
-		"| get-movie | direct | 50 / 10 / - / - / 30 / - |",
+		"| GET movie by id | direct | 50 / 10 / - / - / 30 / - |",
 		"| GET movie by id: Traefik / direct | 0.700 | >= 0.60 | yes |",
 		"| GET movie by id: direct / pgbench select-only | 0.526 | >= 0.50 | yes |",
 		"| postgres | 30.0 (largest of 12 processes; 300 summed",

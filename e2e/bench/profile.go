@@ -14,7 +14,7 @@ import (
 	"time"
 )
 
-// profiledKinds are the profiles taken of every process, by the name
+// profiledKinds are the profiles taken of every Go process, by the name
 // net/http/pprof serves them under: CPU time, and the allocations made during
 // the run (a delta of the allocs profile, asked for with ?seconds=).
 var profiledKinds = []string{"profile", "allocs"}
@@ -28,7 +28,7 @@ func profileFile(scenario, process, kind string) string {
 }
 
 // profile runs scenario sc through Traefik once more, unmeasured, while every
-// process of the stack records its CPU profile and its allocations for
+// Go process of the stack records its CPU profile and its allocations for
 // opts.Duration. The load starts first and outlasts the profiles, so that
 // they see only steady load. Profiling costs CPU, which is why it happens
 // after the measured runs and not during them.

@@ -26,19 +26,10 @@ func (r *Results) WriteMarkdown(w io.Writer) error {
 	for _, sm := range r.Summary {
 		title := ""
 		if sm.Scenario != last {
-			if sc, ok := scenarioByName(sm.Scenario); ok {
-				title = sc.Title
-			} else {
-				title = sm.Scenario
-			}
-			last = sm.Scenario
-		}
-		via := sm.Variant
-		if via == VariantPgbench {
-			via = "pgbench -S (-M " + s.PgbenchMode + ")"
+			title, last = scenarioTitle(sm.Scenario), sm.Scenario
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %d | %s | %s |\n",
-			title, via, formatThousands(sm.RPS),
+			title, r.variantLabel(sm.Variant), formatThousands(sm.RPS),
 			formatFloat(sm.Latency.P50, 2), formatFloat(sm.Latency.P90, 2), formatFloat(sm.Latency.P99, 2),
 			sm.Errors.Total(), cpuColumn(sm), formatFloat(sm.OtherCPU, 2))
 	}
@@ -50,9 +41,9 @@ func (r *Results) WriteMarkdown(w io.Writer) error {
 	for _, sm := range r.Summary {
 		title := ""
 		if sm.Scenario != last {
-			title, last = sm.Scenario, sm.Scenario
+			title, last = scenarioTitle(sm.Scenario), sm.Scenario
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s |\n", title, sm.Variant, perRequestColumn(sm))
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", title, r.variantLabel(sm.Variant), perRequestColumn(sm))
 	}
 	b.WriteString("\nCPU µs per request: a process group's CPU cores divided by the requests per second (medians of both): " +
 		"what each part costs per request, and where a proxy's cost comes from.\n")
@@ -104,6 +95,22 @@ func cpuColumn(sm Summary) string {
 	}
 	parts = append(parts, formatFloat(sm.GeneratorCPU, 2), formatFloat(sm.HarnessCPU, 2))
 	return strings.Join(parts, " / ")
+}
+
+// scenarioTitle is a scenario's title for people, or its name if unknown.
+func scenarioTitle(name string) string {
+	if sc, ok := scenarioByName(name); ok {
+		return sc.Title
+	}
+	return name
+}
+
+// variantLabel names a variant in the tables; pgbench with its mode.
+func (r *Results) variantLabel(v string) string {
+	if v == VariantPgbench {
+		return "pgbench -S (-M " + r.Settings.PgbenchMode + ")"
+	}
+	return v
 }
 
 // perRequestColumn is the CPU time each process group spent per request.

@@ -48,8 +48,10 @@ type Results struct {
 	// PeakRSS is, per process group, the largest peak over every run.
 	PeakRSS map[string]ProcessStats `json:"peak_rss"`
 	Checks  []Check                 `json:"checks"`
-	// Profiles are the files of a run with Options.ProfileDir.
-	Profiles []string `json:"profiles,omitempty"`
+	// Profiles are the files of a run with Options.ProfileDir, and
+	// ProfileError what went wrong taking them, if anything.
+	Profiles     []string `json:"profiles,omitempty"`
+	ProfileError string   `json:"profile_error,omitempty"`
 }
 
 // Machine describes where the run happened.

@@ -52,10 +52,10 @@ type Options struct {
 	ReadyTimeout time.Duration
 	// Binaries override the programs started; empty fields mean RepoRoot/bin/...
 	Binaries Binaries
-	// Profiling serves Go's profiles (net/http/pprof) from every process:
+	// Profiling serves Go's profiles (net/http/pprof) from every Go process:
 	// each service replica on a debug address of its own (*_DEBUG_ADDR),
 	// Traefik on its API (--api.debug). URLs.Profiles lists them. For
-	// measuring only (make bench -profile): it exposes internals.
+	// measuring only (make bench BENCH_PROFILE=1): it exposes internals.
 	Profiling bool
 	// AccessLogAll makes Traefik's access log (LogDir/traefik-access.log)
 	// record every request; by default it records only failed, retried and
@@ -78,7 +78,8 @@ type URLs struct {
 	Casts   []string // each casts replica, directly
 	// DatabaseAdmin is the superuser URL of the cluster. For a persistent
 	// stack it holds the password: print it with url.URL.Redacted.
-	DatabaseAdmin string // Profiles maps each process ("casts", "casts-2", "movies", "traefik")
+	DatabaseAdmin string
+	// Profiles maps each process ("casts", "casts-2", "movies", "traefik")
 	// to the base URL under which it serves /debug/pprof/; set only with
 	// Options.Profiling.
 	Profiles map[string]string
@@ -101,7 +102,9 @@ type Stack struct {
 	traefik *process
 	urls    URLs
 	secrets Secrets
-	crashed chan error
+	// debugPorts are the profile ports of each service's replicas, with Options.Profiling.
+	debugPorts map[string][]int
+	crashed    chan error
 
 	mu       sync.Mutex // guards the services' replicas and PostgreSQL's state
 	services []*service // in start order: casts before movies, which needs it
@@ -141,15 +144,10 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err := s.startPostgres(ctx, secrets); err != nil {
 		return nil, err
 	}
-	casts, err := s.castsService(castsPorts, secrets.Casts)
-	if err != nil {
-		return nil, err
+	s.services = []*service{
+		s.castsService(castsPorts, secrets.Casts),
+		s.moviesService(moviesPorts, secrets.Movies),
 	}
-	movies, err := s.moviesService(moviesPorts, secrets.Movies)
-	if err != nil {
-		return nil, err
-	}
-	s.services = []*service{casts, movies}
 	for _, svc := range s.services {
 		if err := s.startService(ctx, svc, true); err != nil {
 			return nil, err
@@ -279,6 +277,17 @@ func (s *Stack) resolvePorts() (movies, casts []int, err error) {
 	casts = replicaPorts(p.Casts, s.opts.Replicas)
 	claims = append(claims, replicaClaims(movies, ServiceMovies, EnvMoviesPort)...)
 	claims = append(claims, replicaClaims(casts, ServiceCasts, EnvCastsPort)...)
+	if s.opts.Profiling {
+		// Each replica's profiles on a port of its own, picked with the rest so
+		// that none is handed out twice.
+		s.debugPorts = map[string][]int{ServiceMovies: make([]int, len(movies)), ServiceCasts: make([]int, len(casts))}
+		for _, name := range []string{ServiceMovies, ServiceCasts} {
+			ports := s.debugPorts[name]
+			for i := range ports {
+				claims = append(claims, portClaim{port: &ports[i], what: name + " profiles"})
+			}
+		}
+	}
 	return movies, casts, resolvePorts(claims)
 }
 
@@ -336,7 +345,7 @@ func (s *Stack) startPostgres(ctx context.Context, secrets Secrets) error {
 
 // castsService delivers its outbox's events to movies through Traefik's mesh
 // entrypoint too.
-func (s *Stack) castsService(ports []int, password string) (*service, error) {
+func (s *Stack) castsService(ports []int, password string) *service {
 	dbURL := s.pg.URL(ServiceCasts, password, ServiceCasts)
 	moviesURL := "http://" + hostPort(s.opts.Ports.Mesh)
 	return s.newService(ServiceCasts, s.opts.Binaries.Casts, ports, EnvCastsPort, func(addr string) []string {
@@ -346,7 +355,7 @@ func (s *Stack) castsService(ports []int, password string) (*service, error) {
 
 // moviesService reaches casts only through Traefik's mesh entrypoint, as in
 // production: retries and the circuit breaker live there.
-func (s *Stack) moviesService(ports []int, password string) (*service, error) {
+func (s *Stack) moviesService(ports []int, password string) *service {
 	dbURL := s.pg.URL(ServiceMovies, password, ServiceMovies)
 	castsURL := "http://" + hostPort(s.opts.Ports.Mesh)
 	return s.newService(ServiceMovies, s.opts.Binaries.Movies, ports, EnvMoviesPort, func(addr string) []string {
@@ -356,9 +365,9 @@ func (s *Stack) moviesService(ports []int, password string) (*service, error) {
 
 // newService adds what both services share: the shutdown delay (each reads
 // its own NAME_SHUTDOWN_DELAY) and a stop grace period that covers it.
-// With Options.Profiling, each replica also gets a debug address of its own,
-// kept for its restarts.
-func (s *Stack) newService(name, binary string, ports []int, portEnv string, env func(addr string) []string) (*service, error) {
+// With Options.Profiling, each replica also gets its debug address (from
+// resolvePorts), kept for its restarts.
+func (s *Stack) newService(name, binary string, ports []int, portEnv string, env func(addr string) []string) *service {
 	prefix := strings.ToUpper(name) + "_"
 	debugAddrs := map[string]string{} // replica's address -> its debug address
 	svc := &service{
@@ -367,18 +376,12 @@ func (s *Stack) newService(name, binary string, ports []int, portEnv string, env
 		grace:    s.opts.ShutdownDelay + 20*time.Second,
 		replicas: make([]*process, len(ports)),
 	}
-	if s.opts.Profiling {
-		for i, port := range ports {
-			debugPort, err := freePort(svc.replicaName(i) + " profiles")
-			if err != nil {
-				return nil, err
-			}
-			debugAddrs[hostPort(port)] = hostPort(debugPort)
-			if s.urls.Profiles == nil {
-				s.urls.Profiles = map[string]string{}
-			}
-			s.urls.Profiles[svc.replicaName(i)] = "http://" + hostPort(debugPort)
+	for i, debugPort := range s.debugPorts[name] {
+		debugAddrs[hostPort(ports[i])] = hostPort(debugPort)
+		if s.urls.Profiles == nil {
+			s.urls.Profiles = map[string]string{}
 		}
+		s.urls.Profiles[svc.replicaName(i)] = "http://" + hostPort(debugPort)
 	}
 	svc.env = func(addr string) []string {
 		vars := env(addr)
@@ -390,7 +393,7 @@ func (s *Stack) newService(name, binary string, ports []int, portEnv string, env
 		}
 		return vars
 	}
-	return svc, nil
+	return svc
 }
 
 // startService starts every replica of svc that is not running; fresh

@@ -98,7 +98,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	stringVar(&scenarios, "scenarios", "BENCH_SCENARIOS", "comma-separated scenarios to run (default all: "+scenarioNames()+")")
 	stringVar(&out, "out", "BENCH_OUT", "directory for the JSON results (default .run/bench in the repository)")
 	boolVar(&strict, "strict", "BENCH_STRICT", "exit 1 when a target is missed")
-	boolVar(&profile, "profile", "BENCH_PROFILE", "after the measured runs, run each scenario once more through Traefik and save every process's CPU and allocation profiles (pprof) beside the results")
+	boolVar(&profile, "profile", "BENCH_PROFILE", "after the measured runs, run each scenario once more through Traefik and save the CPU and allocation profiles (pprof) of movies, casts and Traefik beside the results")
 	fs.StringVar(&render, "render", "", "print the tables of an earlier results `file` and exit, running nothing")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -158,6 +158,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fmt.Fprintf(stdout, "\nResults: %s\n", path)
 	if len(res.Profiles) > 0 {
 		fmt.Fprintf(stdout, "Profiles: %s (read one with: go tool pprof -top FILE; allocations: go tool pprof -sample_index=alloc_space -top FILE)\n", opts.ProfileDir)
+	}
+	if res.ProfileError != "" {
+		return fmt.Errorf("bench: the measurements are saved, but profiling failed:\n%s", res.ProfileError)
 	}
 	if strict {
 		for _, c := range res.Checks {

@@ -177,14 +177,14 @@ func (s *Store) write(ctx context.Context, what string, castIDs []int64, sql str
 	results := s.pool.SendBatch(ctx, batch)
 	tx := results.Tx()
 	var m Movie
-	_, err := results.Exec() // the begin
+	_, err := results.Exec() // the begin; it fails too when no connection could be had
 	if err != nil {
-		err = fmt.Errorf("%s: begin: %w", what, err)
+		err = fmt.Errorf("%s: begin transaction: %w", what, err)
 	} else {
 		m, err = readWrite(results, what)
 	}
 	if closeErr := results.Close(); err == nil && closeErr != nil {
-		err = fmt.Errorf("%s: %w", what, closeErr)
+		err = fmt.Errorf("%s: finish batch: %w", what, closeErr)
 	}
 	if err == nil {
 		if err = tx.Commit(ctx); err == nil {
@@ -219,7 +219,9 @@ func writeIn(ctx context.Context, tx pgx.Tx, what string, castIDs []int64, sql s
 // PostgreSQL runs one after the other: the check reads after the locks are held, so a removal that
 // held one has committed by then, and the check (READ COMMITTED) sees it. They go in one round
 // trip, so when a cast was deleted the write has run as well: readWrite's error makes the caller
-// roll it back.
+// roll it back. Such a refused insert still uses up a movie id (ids have gaps anyway) and, for an
+// update, holds the row's lock until the rollback; refusals are rare, the round trips saved are on
+// every write.
 func queueWrite(batch *pgx.Batch, castIDs []int64, sql string, args ...any) {
 	batch.Queue(sqlLockCastsShared, castLockSpace, castIDs)
 	batch.Queue(sqlDeletedAmong, castIDs)
