@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -45,13 +46,7 @@ func (r *runner) profile(ctx context.Context, sc Scenario, baseURL string, sourc
 	case <-time.After(lead):
 	}
 
-	names := slices.Sorted(func(yield func(string) bool) {
-		for name := range sources {
-			if !yield(name) {
-				return
-			}
-		}
-	})
+	names := slices.Sorted(maps.Keys(sources))
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
