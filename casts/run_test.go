@@ -53,6 +53,20 @@ func freeAddr(t *testing.T) string {
 }
 
 // waitReady polls /readyz until it answers 200 or run fails.
+// waitRunReturns waits for run to return nil (an error is reported as errPrefix: err) or fails
+// the test with timeoutMsg after 30 s.
+func waitRunReturns(t *testing.T, runErr <-chan error, errPrefix, timeoutMsg string) {
+	t.Helper()
+	select {
+	case err := <-runErr:
+		if err != nil {
+			t.Errorf("%s: %v", errPrefix, err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal(timeoutMsg)
+	}
+}
+
 func waitReady(t *testing.T, base string, runErr <-chan error) {
 	t.Helper()
 	for range 200 {
@@ -200,14 +214,7 @@ func TestRun(t *testing.T) {
 	}
 
 	cancel()
-	select {
-	case err := <-runErr:
-		if err != nil {
-			t.Errorf("run after cancel: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("run did not stop after its context was cancelled")
-	}
+	waitRunReturns(t, runErr, "run after cancel", "run did not stop after its context was cancelled")
 
 	// One JSON access-log line per request, with the route pattern and the request id.
 	var found bool
@@ -403,14 +410,7 @@ func TestRunGracefulShutdown(t *testing.T) {
 	if r := <-inFlight; r.err != nil || r.status != http.StatusOK {
 		t.Errorf("request in flight during shutdown: status %d, err %v; want 200", r.status, r.err)
 	}
-	select {
-	case err := <-runErr:
-		if err != nil {
-			t.Errorf("run: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("run did not return after its last request")
-	}
+	waitRunReturns(t, runErr, "run", "run did not return after its last request")
 }
 
 // fresh returns a client that opens a new connection for each request, as a new client would.

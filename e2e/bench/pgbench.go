@@ -101,15 +101,11 @@ func (p *pgbench) run(ctx context.Context, d time.Duration, n int) (wrkRun, erro
 		"-T", strconv.Itoa(int(d.Round(time.Second)/time.Second)),
 		"--log", "--log-prefix", prefix, "--sampling-rate", strconv.FormatFloat(pgbenchSampling, 'f', -1, 64),
 	)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	start := time.Now()
-	err := cmd.Run()
-	wall := time.Since(start)
+	out, run, err := runGenerator(cmd)
 	if err != nil {
-		return wrkRun{}, fmt.Errorf("bench: pgbench: %w; its output:\n%s", err, out.String())
+		return wrkRun{}, fmt.Errorf("bench: pgbench: %w; its output:\n%s", err, out)
 	}
-	res, err := parsePgbenchOutput(out.Bytes())
+	res, err := parsePgbenchOutput(out)
 	if err != nil {
 		return wrkRun{}, err
 	}
@@ -136,7 +132,8 @@ func (p *pgbench) run(ctx context.Context, d time.Duration, n int) (wrkRun, erro
 	res.LatencyUS.P99 = percentile(latencies, 99)
 	res.LatencyUS.Max = latencies[len(latencies)-1]
 	res.LatencyUS.Mean = mean(latencies)
-	return wrkRun{result: res, cpu: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), wall: wall}, nil
+	run.result = res
+	return run, nil
 }
 
 var (

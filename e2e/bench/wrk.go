@@ -104,17 +104,26 @@ func (w *wrk) run(ctx context.Context, baseURL, scenario string, d time.Duration
 	}
 	cmd := exec.CommandContext(ctx, w.path, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, run, err := runGenerator(cmd)
+	if err != nil {
+		return wrkRun{}, fmt.Errorf("bench: wrk %s: %w; its output:\n%s", strings.Join(args, " "), err, out)
+	}
+	if run.result, err = parseWrkOutput(out); err != nil {
+		return wrkRun{}, err
+	}
+	return run, nil
+}
+
+// runGenerator runs a load generator (wrk, pgbench) to its end and returns
+// its output, its wall time and the CPU it used; the caller fills the result.
+func runGenerator(cmd *exec.Cmd) ([]byte, wrkRun, error) {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
 	err := cmd.Run()
-	wall := time.Since(start)
-	if err != nil {
-		return wrkRun{}, fmt.Errorf("bench: wrk %s: %w; its output:\n%s", strings.Join(args, " "), err, out.String())
+	run := wrkRun{wall: time.Since(start)}
+	if cmd.ProcessState != nil {
+		run.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	}
-	res, err := parseWrkOutput(out.Bytes())
-	if err != nil {
-		return wrkRun{}, err
-	}
-	return wrkRun{result: res, cpu: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), wall: wall}, nil
+	return out.Bytes(), run, err
 }

@@ -40,6 +40,27 @@ func startTestPostgres(t *testing.T, opts PostgresOptions) *Postgres {
 	return pg
 }
 
+// startStack starts a stack for the test and stops it when the test ends,
+// logging every process's output, which it also returns, if the test failed.
+func startStack(t *testing.T, ctx context.Context, opts Options) (*Stack, *syncBuffer) {
+	t.Helper()
+	logs := &syncBuffer{}
+	opts.LogOutput = logs
+	s, err := Start(ctx, opts)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Stop(); err != nil {
+			t.Errorf("Stop: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("process output:\n%s", logs.String())
+		}
+	})
+	return s, logs
+}
+
 func testContext(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	t.Cleanup(cancel)

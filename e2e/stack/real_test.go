@@ -44,19 +44,7 @@ func TestRealServicesUnderFaults(t *testing.T) {
 	requirePostgres(t)
 	root := requireBuilt(t)
 	ctx := testContext(t)
-	var logs syncBuffer
-	s, err := Start(ctx, Options{RepoRoot: root, Replicas: 2, ShutdownDelay: 1500 * time.Millisecond, LogOutput: &logs})
-	if err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := s.Stop(); err != nil {
-			t.Errorf("Stop: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("process output:\n%s", logs.String())
-		}
-	})
+	s, logs := startStack(t, ctx, Options{RepoRoot: root, Replicas: 2, ShutdownDelay: 1500 * time.Millisecond})
 	u := s.URLs()
 	if len(u.Casts) != 2 || len(u.Movies) != 2 {
 		t.Fatalf("URLs: casts %v, movies %v; want two replicas each", u.Casts, u.Movies)

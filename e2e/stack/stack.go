@@ -590,17 +590,26 @@ func (s *Stack) KillReplica(name string, i int) error {
 func (s *Stack) signalReplica(name string, i int, sig syscall.Signal) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	svc, err := s.service(name)
+	svc, err := s.serviceWithReplica(name, i)
 	if err != nil {
-		return err
-	}
-	if err := svc.checkReplica(i); err != nil {
 		return err
 	}
 	if svc.replicas[i] == nil {
 		return fmt.Errorf("stack: %s is not running", svc.replicaName(i))
 	}
 	return svc.stopReplica(i, sig)
+}
+
+// serviceWithReplica is service name, if it has a replica i.
+func (s *Stack) serviceWithReplica(name string, i int) (*service, error) {
+	svc, err := s.service(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := svc.checkReplica(i); err != nil {
+		return nil, err
+	}
+	return svc, nil
 }
 
 // StartReplica starts replica i of service name again, on its port, after
@@ -610,11 +619,8 @@ func (s *Stack) signalReplica(name string, i int, sig syscall.Signal) error {
 func (s *Stack) StartReplica(ctx context.Context, name string, i int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	svc, err := s.service(name)
+	svc, err := s.serviceWithReplica(name, i)
 	if err != nil {
-		return err
-	}
-	if err := svc.checkReplica(i); err != nil {
 		return err
 	}
 	if err := s.startReplica(ctx, svc, i, false); err != nil {

@@ -26,8 +26,8 @@ const (
 // compose.yaml sets the same (e2e/parity checks that it does).
 var (
 	// TraefikAccessLogFilters keep the gateway's access log to what only the
-	// gateway sees: failed requests (including those Traefik answers itself:
-	// 404 outside the API, 429, 502, 503, 504), retried ones and slow ones.
+	// gateway sees: failed requests (including those Traefik answers itself,
+	// such as the 404 outside the API), retried ones and slow ones.
 	// Each service logs every request it serves, with its request id. Writing
 	// a JSON line for every request took about 15% of Traefik's CPU under
 	// load (make bench BENCH_PROFILE=1). addinternals lets the 404 of the catch-all

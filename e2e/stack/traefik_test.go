@@ -30,19 +30,7 @@ func TestStartWithBuiltTraefik(t *testing.T) {
 	t.Setenv(envFake, "1")
 	_, bins := fakeRepo(t)
 	bins.Traefik = traefik
-	var logs syncBuffer
-	s, err := Start(testContext(t), Options{RepoRoot: root, Replicas: 2, Binaries: bins, LogOutput: &logs})
-	if err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := s.Stop(); err != nil {
-			t.Errorf("Stop: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("process output:\n%s", logs.String())
-		}
-	})
+	s, _ := startStack(t, testContext(t), Options{RepoRoot: root, Replicas: 2, Binaries: bins})
 	u := s.URLs()
 
 	tests := []struct {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/go-playground/validator/v10"
 )
 
 // The fuzz targets below check the request decoding and query parsing of the cast service: on any
@@ -36,6 +38,22 @@ func requireClientError(t *testing.T, err error) {
 	if w.Code < 400 || w.Code > 499 || w.Header().Get("Content-Type") != "application/problem+json" {
 		t.Fatalf("error %q (%T) answered %d %q, want a 4xx problem", err, err, w.Code, w.Header().Get("Content-Type"))
 	}
+}
+
+// checkDecoded finishes a fuzzed body as the handler does: a request decoded without err is
+// normalized and validated; any error must be the client's, and a request that passes must be
+// storable.
+func checkDecoded(t *testing.T, v *validator.Validate, req castRequest, err error) {
+	t.Helper()
+	if err == nil {
+		req.normalize()
+		err = validateRequest(v, req)
+	}
+	if err != nil {
+		requireClientError(t, err)
+		return
+	}
+	checkStorable(t, req)
 }
 
 // checkStorable fails unless req, once decoded, normalized and validated, is what the store takes.
@@ -68,15 +86,7 @@ func FuzzDecodeCastRequest(f *testing.F) {
 		r.Header.Set("Content-Type", contentType)
 		var req castRequest
 		err := decodeJSON(httptest.NewRecorder(), r, &req, "application/json")
-		if err == nil {
-			req.normalize()
-			err = validateRequest(v, req)
-		}
-		if err != nil {
-			requireClientError(t, err)
-			return
-		}
-		checkStorable(t, req)
+		checkDecoded(t, v, req, err)
 	})
 }
 
@@ -103,15 +113,7 @@ func FuzzDecodeCastPatch(f *testing.F) {
 		}
 		name, nationality := "Current Name", "Current Nationality"
 		req, err := applyMergePatch(castRequest{Name: &name, Nationality: &nationality}, patch)
-		if err == nil {
-			req.normalize()
-			err = validateRequest(v, req)
-		}
-		if err != nil {
-			requireClientError(t, err)
-			return
-		}
-		checkStorable(t, req)
+		checkDecoded(t, v, req, err)
 	})
 }
 

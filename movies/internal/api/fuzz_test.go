@@ -9,6 +9,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/go-playground/validator/v10"
 	"github.com/movies-microservices/movies/internal/movie"
 )
 
@@ -47,6 +48,22 @@ func requireClientError(t *testing.T, err error) {
 // storableText reports whether s is trimmed UTF-8 without NUL of at most max characters.
 func storableText(s string, max int) bool {
 	return s == strings.TrimSpace(s) && utf8.ValidString(s) && !strings.ContainsRune(s, 0) && utf8.RuneCountInString(s) <= max
+}
+
+// checkDecoded finishes a fuzzed body as the handler does: a request decoded without err is
+// normalized and validated; any error must be the client's, and a request that passes must be
+// storable.
+func checkDecoded(t *testing.T, v *validator.Validate, req movieRequest, err error) {
+	t.Helper()
+	if err == nil {
+		req.normalize()
+		err = validateRequest(v, req)
+	}
+	if err != nil {
+		requireClientError(t, err)
+		return
+	}
+	checkStorable(t, req)
 }
 
 // checkStorable fails unless req, once decoded, normalized and validated, is what the store takes:
@@ -95,15 +112,7 @@ func FuzzDecodeMovieRequest(f *testing.F) {
 		r.Header.Set("Content-Type", contentType)
 		var req movieRequest
 		err := decodeJSON(httptest.NewRecorder(), r, &req, "application/json")
-		if err == nil {
-			req.normalize()
-			err = validateRequest(v, req)
-		}
-		if err != nil {
-			requireClientError(t, err)
-			return
-		}
-		checkStorable(t, req)
+		checkDecoded(t, v, req, err)
 	})
 }
 
@@ -130,15 +139,7 @@ func FuzzDecodeMoviePatch(f *testing.F) {
 		}
 		current := movie.Movie{Name: "Current", Plot: "Current plot.", Genres: []string{"drama"}, CastIDs: []int64{1, 9007199254740993}}
 		req, err := applyMergePatch(patchBase(current), patch)
-		if err == nil {
-			req.normalize()
-			err = validateRequest(v, req)
-		}
-		if err != nil {
-			requireClientError(t, err)
-			return
-		}
-		checkStorable(t, req)
+		checkDecoded(t, v, req, err)
 	})
 }
 

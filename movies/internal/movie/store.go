@@ -243,14 +243,7 @@ func readWrite(results pgx.BatchResults, what string) (Movie, error) {
 		return Movie{}, &DeletedCastsError{IDs: deleted}
 	}
 	rows, _ = results.Query()
-	m, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[Movie])
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Movie{}, ErrNotFound
-	}
-	if err != nil {
-		return Movie{}, fmt.Errorf("%s: %w", what, err)
-	}
-	return m, nil
+	return collectMovie(rows, what)
 }
 
 const (
@@ -304,6 +297,11 @@ func one(ctx context.Context, q querier, what, sql string, args ...any) (Movie, 
 	if err != nil {
 		return Movie{}, fmt.Errorf("%s: %w", what, err)
 	}
+	return collectMovie(rows, what)
+}
+
+// collectMovie reads the one movie rows hold; none is ErrNotFound.
+func collectMovie(rows pgx.Rows, what string) (Movie, error) {
 	m, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[Movie])
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Movie{}, ErrNotFound
