@@ -11,9 +11,10 @@ import (
 	"time"
 )
 
-// requireBuilt returns the repository root when bin/ holds the real casts,
-// movies and traefik, and skips the test otherwise (fails it in CI).
-func requireBuilt(t *testing.T) string {
+// requireBuilt returns the repository root when bin/ holds the named
+// binaries (default: the real casts, movies and traefik), and skips the test
+// otherwise (fails it in CI).
+func requireBuilt(t *testing.T, names ...string) string {
 	t.Helper()
 	wd, err := os.Getwd()
 	if err != nil {
@@ -23,7 +24,10 @@ func requireBuilt(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"casts", "movies", "traefik"} {
+	if len(names) == 0 {
+		names = []string{"casts", "movies", "traefik"}
+	}
+	for _, name := range names {
 		if path := filepath.Join(root, "bin", name); !isExecutable(path) {
 			msg := path + " is not built (make build, make traefik)"
 			if os.Getenv("CI") == "true" {

@@ -3,7 +3,6 @@ package stack
 import (
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,18 +14,8 @@ import (
 // STACK_*_URLS contract with routers.yml, and the routing of both entrypoints.
 func TestStartWithBuiltTraefik(t *testing.T) {
 	requirePostgres(t)
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := FindRepoRoot(wd)
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := requireBuilt(t, "traefik")
 	traefik := filepath.Join(root, "bin", "traefik")
-	if !isExecutable(traefik) {
-		t.Skipf("skipping: %s not built (make traefik)", traefik)
-	}
 	t.Setenv(envFake, "1")
 	_, bins := fakeRepo(t)
 	bins.Traefik = traefik
