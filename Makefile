@@ -19,17 +19,13 @@ build: ## Build the two services into bin/.
 	go build -trimpath -o bin/casts ./casts
 	go build -trimpath -o bin/movies ./movies
 
-traefik: bin/traefik ## Build Traefik from the Go module proxy into bin/traefik (once per pin).
+traefik: bin/traefik ## Build Traefik and its dashboard from the pinned module's sources into bin/traefik (once per pin).
 
-# Rebuilt only when the pin in traefik/go.mod or go.sum changes.
-bin/traefik: traefik/go.mod traefik/go.sum
+# Rebuilt only when the pin in traefik/go.mod, go.sum or the recipe changes. The dashboard's web
+# UI is built with Node.js (corepack, yarn) from the module's webui/; see traefik/build.sh.
+bin/traefik: traefik/go.mod traefik/go.sum traefik/build.sh
 	$(if $(traefik_version),,$(error cannot read the github.com/traefik/traefik/v3 pin from traefik/go.mod))
-	@echo "Building Traefik $(traefik_version) from the Go module proxy into bin/traefik."
-	@echo "The first build takes about 10 minutes on 2 cores; later builds are cached."
-	cd traefik && GOWORK=off CGO_ENABLED=0 go build -trimpath \
-		-ldflags "-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=$(traefik_version) -X github.com/traefik/traefik/v3/pkg/version.Codename=ramequin" \
-		-o ../bin/traefik github.com/traefik/traefik/v3/cmd/traefik
-	@bin/traefik version | grep -q 'Version: *$(traefik_version)$$' || { echo "bin/traefik does not report $(traefik_version)"; rm -f bin/traefik; exit 1; }
+	traefik/build.sh $(traefik_version) bin/traefik
 	@touch $@
 
 run: build traefik ## Run the whole stack as local processes (PostgreSQL data kept in .run/).

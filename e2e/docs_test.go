@@ -27,12 +27,11 @@ func findChromium(t *testing.T) string {
 	return ""
 }
 
-// TestDocsRenderInBrowser loads each Swagger UI page through the gateway in headless Chromium and
-// checks that Swagger UI rendered the service's operations from its own OpenAPI document.
-func TestDocsRenderInBrowser(t *testing.T) {
-	t.Parallel()
+// newBrowser starts a headless Chromium for one test and returns the allocator context that
+// chromedp.NewContext takes; the browser stops with the test.
+func newBrowser(t *testing.T) context.Context {
+	t.Helper()
 	chromium := findChromium(t)
-
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromium),
 		chromedp.NoSandbox, // root in CI
@@ -44,7 +43,15 @@ func TestDocsRenderInBrowser(t *testing.T) {
 		chromedp.UserDataDir(t.TempDir()),
 	)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
+	t.Cleanup(cancelAlloc)
+	return allocCtx
+}
+
+// TestDocsRenderInBrowser loads each Swagger UI page through the gateway in headless Chromium and
+// checks that Swagger UI rendered the service's operations from its own OpenAPI document.
+func TestDocsRenderInBrowser(t *testing.T) {
+	t.Parallel()
+	allocCtx := newBrowser(t)
 
 	for _, svc := range []struct {
 		name, path string

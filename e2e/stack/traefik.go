@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"slices"
@@ -68,9 +69,9 @@ func (c traefikConfig) args() []string {
 		"--entrypoints.traefik.address=" + hostPort(c.ports.Admin),
 		"--entrypoints.mesh.address=" + hostPort(c.ports.Mesh),
 		"--api.insecure=true",
-		// bin/traefik has no built web UI (Traefik's Go module ships none):
-		// asking for the dashboard only logs an error at every start.
-		"--api.dashboard=false",
+		// On the traefik entrypoint, which listens on loopback only. The
+		// web UI is in bin/traefik when traefik/build.sh found Node.js.
+		"--api.dashboard=true",
 		"--ping=true",
 		"--metrics.prometheus=true",
 		"--accesslog=true",
@@ -245,6 +246,30 @@ func getJSON(ctx context.Context, client *http.Client, url string, v any) error 
 	}
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		return fmt.Errorf("GET %s: decode: %w", url, err)
+	}
+	return nil
+}
+
+// CheckDashboard tells whether Traefik's API at adminURL serves its dashboard:
+// /dashboard/ answers 200 with the web UI's page. bin/traefik carries the web
+// UI only when traefik/build.sh found Node.js; without it the error says so.
+func CheckDashboard(ctx context.Context, adminURL string) error {
+	client := &http.Client{Timeout: 5 * time.Second}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, adminURL+"/dashboard/", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("GET /dashboard/: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return fmt.Errorf("GET /dashboard/: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `<div id="root">`) {
+		return fmt.Errorf("GET /dashboard/ answered %d without the web UI: Traefik was built without its dashboard (install Node.js 20 or newer, then rm bin/traefik && make traefik)", resp.StatusCode)
 	}
 	return nil
 }

@@ -206,7 +206,7 @@ func TestTraefikArgsAndEnv(t *testing.T) {
 		"--entrypoints.traefik.address=127.0.0.1:8081",
 		"--entrypoints.mesh.address=127.0.0.1:8082",
 		"--api.insecure=true",
-		"--api.dashboard=false",
+		"--api.dashboard=true",
 		"--ping=true",
 		"--metrics.prometheus=true",
 		"--accesslog=true",

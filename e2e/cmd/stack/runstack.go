@@ -42,7 +42,7 @@ func runStack(ctx context.Context, getenv func(string) string, stdout io.Writer)
 		}
 		return err
 	}
-	printURLs(stdout, root, s)
+	printURLs(ctx, stdout, root, s)
 	waitErr := s.Wait(ctx)
 	if waitErr != nil {
 		fmt.Fprintln(stdout, "stack: a process stopped unexpectedly; stopping everything")
@@ -53,7 +53,7 @@ func runStack(ctx context.Context, getenv func(string) string, stdout io.Writer)
 }
 
 // printURLs says where to go, using localhost as a person would type it.
-func printURLs(w io.Writer, root string, s *stack.Stack) {
+func printURLs(ctx context.Context, w io.Writer, root string, s *stack.Stack) {
 	u := s.URLs()
 	local := func(base string) string {
 		parsed, err := url.Parse(base)
@@ -66,6 +66,10 @@ func printURLs(w io.Writer, root string, s *stack.Stack) {
 	db := u.DatabaseAdmin
 	if parsed, err := url.Parse(db); err == nil {
 		db = parsed.Redacted()
+	}
+	dashboard := admin + "/dashboard/"
+	if err := stack.CheckDashboard(ctx, u.Admin); err != nil {
+		dashboard = "not in bin/traefik: " + err.Error()
 	}
 	rel := func(path string) string {
 		if r, err := filepath.Rel(root, path); err == nil {
@@ -80,14 +84,13 @@ The stack is up.
   Movies API docs    %[1]s/api/v1/movies/docs
   Casts API docs     %[1]s/api/v1/casts/docs
   Traefik routers    %[2]s/api/http/routers   (also /api/http/services, /ping, /metrics)
-  Traefik dashboard  only with `+"`docker compose up`"+`: bin/traefik has no web UI (its Go
-                     module ships none); the API above is the same data
+  Traefik dashboard  %[9]s
   Services directly  movies %[3]s, casts %[4]s
   PostgreSQL         %[5]s (passwords in %[6]s)
   Logs               %[7]s/
 Press Ctrl-C to stop. Data survives restarts; delete %[8]s/ to reset it.
 `, gateway, admin, joinLocal(u.Movies, local), joinLocal(u.Casts, local), db,
-		rel(filepath.Join(root, ".run", "secrets.env")), rel(s.LogDir()), rel(filepath.Join(root, ".run")))
+		rel(filepath.Join(root, ".run", "secrets.env")), rel(s.LogDir()), rel(filepath.Join(root, ".run")), dashboard)
 }
 
 func joinLocal(urls []string, local func(string) string) string {
