@@ -120,7 +120,7 @@ func (o Options) scenarios() []Scenario {
 func (o Options) Estimate() time.Duration {
 	runs := 0
 	for _, sc := range o.scenarios() {
-		runs += 3
+		runs += 4
 		if sc.Name == targetScenarioForPgbench {
 			runs++
 		}
@@ -214,6 +214,14 @@ func Run(ctx context.Context, opts Options) (_ *Results, err error) {
 	defer ngx.stop()
 	pids["nginx"] = ngx.pid()
 
+	fmt.Fprintln(progress, "bench: starting a bare Traefik")
+	bare, err := startBareTraefik(ctx, opts.RepoRoot, filepath.Join(dir, "bare"), urls.Movies[0], urls.Casts[0])
+	if err != nil {
+		return nil, err
+	}
+	defer bare.stop()
+	pids["bare"] = bare.pid()
+
 	fmt.Fprintln(progress, "bench: pgbench -i")
 	pgDir := filepath.Join(dir, "pgbench")
 	if err := os.MkdirAll(pgDir, 0o755); err != nil {
@@ -235,7 +243,7 @@ func Run(ctx context.Context, opts Options) (_ *Results, err error) {
 	r := runner{gen: gen, pgbench: pgb, groups: groups, opts: opts, ids: ids, progress: progress}
 
 	fmt.Fprintf(progress, "bench: measuring, about %s\n", opts.Estimate().Round(time.Second))
-	variants := []string{VariantDirect, VariantTraefik, VariantNginx}
+	variants := []string{VariantDirect, VariantTraefik, VariantBare, VariantNginx}
 	for rep := range opts.Repeats {
 		for _, sc := range opts.scenarios() {
 			vs := append([]string(nil), variants...)
@@ -255,6 +263,8 @@ func Run(ctx context.Context, opts Options) (_ *Results, err error) {
 					}
 				case VariantTraefik:
 					base = urls.Gateway
+				case VariantBare:
+					base = bare.url
 				case VariantNginx:
 					base = ngx.url
 				}

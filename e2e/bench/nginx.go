@@ -86,14 +86,6 @@ func renderNginxConfig(p nginxParams) (string, error) {
 	return b.String(), nil
 }
 
-// nginx is a running nginx.
-type nginx struct {
-	cmd  *exec.Cmd
-	url  string
-	done chan struct{}
-	out  bytes.Buffer
-}
-
 // findNginx looks on PATH, then in /usr/sbin, where Debian puts it and where a
 // normal user's PATH often does not reach.
 func findNginx() (string, error) {
@@ -113,7 +105,7 @@ func isExecutable(path string) bool {
 
 // startNginx starts nginx in front of the first replica of each service, on a
 // free port, and returns once it answers.
-func startNginx(ctx context.Context, dir, moviesURL, castsURL string) (*nginx, error) {
+func startNginx(ctx context.Context, dir, moviesURL, castsURL string) (*child, error) {
 	bin, err := findNginx()
 	if err != nil {
 		return nil, err
@@ -144,55 +136,74 @@ func startNginx(ctx context.Context, dir, moviesURL, castsURL string) (*nginx, e
 	}
 	// -e: the error log before the config is read (else /var/log/nginx).
 	cmd := exec.Command(bin, "-p", dir, "-c", confPath, "-e", filepath.Join(dir, "error.log"))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	n := &nginx{cmd: cmd, url: "http://" + listen, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = &n.out, &n.out
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("bench: start nginx: %w", err)
-	}
-	go func() { cmd.Wait(); close(n.done) }()
-	if err := n.waitReady(ctx, 10*time.Second); err != nil {
-		n.stop()
-		return nil, err
-	}
-	return n, nil
+	return startChild(ctx, "nginx", cmd, "http://"+listen, 10*time.Second)
 }
 
-func (n *nginx) pid() int { return n.cmd.Process.Pid }
+// child is a gateway the benchmark runs beside the stack's Traefik (nginx, the bare Traefik).
+type child struct {
+	name string
+	cmd  *exec.Cmd
+	url  string // where it listens, e.g. http://127.0.0.1:43210
+	done chan struct{}
+	out  bytes.Buffer
+}
 
-func (n *nginx) waitReady(ctx context.Context, timeout time.Duration) error {
+// startChild starts cmd and returns once both API prefixes answer 200 through url.
+func startChild(ctx context.Context, name string, cmd *exec.Cmd, url string, timeout time.Duration) (*child, error) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	c := &child{name: name, cmd: cmd, url: url, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = &c.out, &c.out
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("bench: start %s: %w", name, err)
+	}
+	go func() { cmd.Wait(); close(c.done) }()
+	if err := c.waitReady(ctx, timeout); err != nil {
+		c.stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *child) pid() int { return c.cmd.Process.Pid }
+
+func (c *child) waitReady(ctx context.Context, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	client := &http.Client{Timeout: time.Second}
+	answers := func(path string) bool {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.url+path, nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
 	for {
 		select {
-		case <-n.done:
-			return fmt.Errorf("bench: nginx exited at start: %s", n.out.String())
+		case <-c.done:
+			return fmt.Errorf("bench: %s exited at start: %s", c.name, c.out.String())
 		default:
 		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n.url+"/api/v1/movies?limit=1", nil)
-		if resp, err := client.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+		if answers("/api/v1/movies?limit=1") && answers("/api/v1/casts?limit=1") {
+			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("bench: nginx on %s did not answer within %s: %s", n.url, timeout, n.out.String())
+			return fmt.Errorf("bench: %s on %s did not answer within %s: %s", c.name, c.url, timeout, c.out.String())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
 
 // stop asks for a fast shutdown and waits for it.
-func (n *nginx) stop() {
-	n.cmd.Process.Signal(syscall.SIGTERM)
+func (c *child) stop() {
+	c.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-n.done:
+	case <-c.done:
 	case <-time.After(10 * time.Second):
-		n.cmd.Process.Kill()
-		<-n.done
+		c.cmd.Process.Kill()
+		<-c.done
 	}
 }
 

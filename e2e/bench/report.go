@@ -20,7 +20,7 @@ func (r *Results) WriteMarkdown(w io.Writer) error {
 		"Data: %d casts, %d movies (%s). PostgreSQL durable (fsync on): %v.\n\n",
 		s.Generator, s.Connections, s.Threads, s.Duration, s.Warmup, s.Repeats, s.Casts, s.Movies, s.Seeding, s.Durable)
 
-	b.WriteString("| scenario | via | req/s | p50 ms | p90 ms | p99 ms | errors | CPU cores: movies / casts / traefik / nginx / postgres / generator / harness | other load |\n")
+	b.WriteString("| scenario | via | req/s | p50 ms | p90 ms | p99 ms | errors | CPU cores: movies / casts / traefik / bare / nginx / postgres / generator / harness | other load |\n")
 	b.WriteString("|---|---|--:|--:|--:|--:|--:|---|--:|\n")
 	last := ""
 	for _, sm := range r.Summary {
@@ -36,7 +36,7 @@ func (r *Results) WriteMarkdown(w io.Writer) error {
 
 	b.WriteString("\nCPU cores: CPU time of each process group (PostgreSQL and nginx with their children) divided by the run's wall time; " +
 		"harness is this program (it copies the services' logs, as the stack does). Other load: cores that processes outside the benchmark kept busy.\n")
-	b.WriteString("\n| scenario | via | CPU µs per request: movies / casts / traefik / nginx / postgres / generator |\n|---|---|---|\n")
+	b.WriteString("\n| scenario | via | CPU µs per request: movies / casts / traefik / bare / nginx / postgres / generator |\n|---|---|---|\n")
 	last = ""
 	for _, sm := range r.Summary {
 		title := ""
