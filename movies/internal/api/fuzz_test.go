@@ -2,9 +2,11 @@ package api
 
 import (
 	"bytes"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -20,6 +22,7 @@ import (
 
 // bodySeeds are bodies for the decoding targets: valid, malformed and hostile.
 var bodySeeds = []string{
+	`{"name":"x","genres":["a",2]}`, `{"name":"x","cast_ids":[1,"2",3.0]}`, `{"name":"x","cast_ids":[1E2]}`, `{"Cast_IDs":[true]}`,
 	`{"name":"Heat","plot":"A heist.","genres":["crime","drama"],"cast_ids":[1,2]}`, `{"name":"x"}`,
 	`{"name":"  padded  ","plot":"  ","genres":["  noir  "]}`, `{"name":null}`, `{"genres":null,"cast_ids":null}`, `{}`,
 	`null`, `[]`, `"x"`, `1`, ``, `{`, `{"name":`, `{"name":"x"}{}`, `{"name":1}`, `{"name":"x","plot":[]}`,
@@ -61,9 +64,30 @@ func checkDecoded(t *testing.T, v *validator.Validate, req movieRequest, err err
 	}
 	if err != nil {
 		requireClientError(t, err)
+		requireKnownFields(t, err)
 		return
 	}
 	checkStorable(t, req)
+}
+
+// requireKnownFields fails unless every field a 422 names is a field of movieRequest (an array item
+// is named by its field and index): a client must be able to find what it named.
+func requireKnownFields(t *testing.T, err error) {
+	t.Helper()
+	var se *statusError
+	if !errors.As(err, &se) || se.status != http.StatusUnprocessableEntity {
+		return
+	}
+	rt := reflect.TypeFor[movieRequest]()
+	for _, fe := range se.errors {
+		name, _, _ := strings.Cut(fe.Field, "[")
+		if _, ok := rt.FieldByNameFunc(func(goName string) bool {
+			f, _ := rt.FieldByName(goName)
+			return jsonFieldName(f) == name
+		}); !ok {
+			t.Fatalf("error %q names field %q, which %s does not have", err, fe.Field, rt.Name())
+		}
+	}
 }
 
 // checkStorable fails unless req, once decoded, normalized and validated, is what the store takes:
