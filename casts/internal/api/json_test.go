@@ -53,6 +53,26 @@ func decodeResult(err error) decoded {
 	return decoded{Status: se.status, Detail: se.detail, Errors: se.errors}
 }
 
+// requireKnownFields fails unless every field a 422 names is a field of T (an array item is
+// named by its field and index): a client must be able to find what it named.
+func requireKnownFields[T any](t *testing.T, err error) {
+	t.Helper()
+	var se *statusError
+	if !errors.As(err, &se) || se.status != http.StatusUnprocessableEntity {
+		return
+	}
+	rt := reflect.TypeFor[T]()
+	for _, fe := range se.errors {
+		name, _, _ := strings.Cut(fe.Field, "[")
+		if _, ok := rt.FieldByNameFunc(func(goName string) bool {
+			f, _ := rt.FieldByName(goName)
+			return jsonFieldName(f) == name
+		}); !ok {
+			t.Fatalf("error %q names field %q, which %s does not have", err, fe.Field, rt.Name())
+		}
+	}
+}
+
 func TestDecodeStrict(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
