@@ -10,7 +10,7 @@ GO_PACKAGES := ./casts/... ./movies/... ./e2e/...
 # Runs a command with a throwaway PostgreSQL cluster; it exports TEST_DATABASE_URL.
 WITH_POSTGRES := go run ./e2e/cmd/stack exec --
 
-.PHONY: help build traefik run test vet e2e fuzz bench clean
+.PHONY: help build traefik lint-tools run test vet e2e fuzz bench clean
 
 help: ## List the targets.
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -28,6 +28,16 @@ bin/traefik: traefik/go.mod traefik/go.sum traefik/build.sh
 	traefik/build.sh $(traefik_version) bin/traefik
 	@touch $@
 
+lint-tools: e2e/node_modules/.package-lock.json ## Install the OpenAPI linters (Spectral, Redocly CLI) from the npm registry (once per lockfile).
+
+# Reinstalled only when the pins in e2e/package.json or its lockfile change. npm ci installs
+# exactly the lockfile, from the npm registry alone; --ignore-scripts: the linters need no install
+# step, and the one install script among their dependencies only reports usage over the network.
+e2e/node_modules/.package-lock.json: e2e/package.json e2e/package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: the OpenAPI linters need Node.js 20.19 or later with npm (Debian: apt-get install nodejs npm)"; exit 1; }
+	cd e2e && npm ci --ignore-scripts --no-audit --no-fund
+	@touch $@
+
 run: build traefik ## Run the whole stack as local processes (PostgreSQL data kept in .run/).
 	go run ./e2e/cmd/stack run
 
@@ -36,7 +46,7 @@ vet: ## go vet every module.
 
 # -p 1: one package at a time. The e2e fault tests (rolling restart under load) measure the stack,
 # and on 2 cores another package's tests running beside them starve Traefik's health checks.
-test: vet build traefik ## Vet, then every test of every module against a throwaway PostgreSQL.
+test: vet build traefik lint-tools ## Vet, then every test of every module against a throwaway PostgreSQL (OpenAPI lints and twin check included).
 	$(WITH_POSTGRES) go test -p 1 -count=1 $(GO_PACKAGES)
 
 e2e: build traefik ## Only the black-box suite through the gateway.
@@ -45,7 +55,8 @@ e2e: build traefik ## Only the black-box suite through the gateway.
 FUZZTIME ?= 20s
 FUZZ_TARGETS := \
 	./casts/internal/api:FuzzDecodeCastRequest ./casts/internal/api:FuzzDecodeCastPatch ./casts/internal/api:FuzzParseCastListQuery \
-	./movies/internal/api:FuzzDecodeMovieRequest ./movies/internal/api:FuzzDecodeMoviePatch ./movies/internal/api:FuzzParseMovieListQuery
+	./movies/internal/api:FuzzDecodeMovieRequest ./movies/internal/api:FuzzDecodeMoviePatch ./movies/internal/api:FuzzParseMovieListQuery \
+	./casts/internal/api:FuzzCheckTypes ./movies/internal/api:FuzzCheckTypes
 
 fuzz: ## Fuzz each request decoder and query parser for FUZZTIME (20s) each; their seeds run in make test.
 	@set -e; for target in $(FUZZ_TARGETS); do \

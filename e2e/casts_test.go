@@ -96,7 +96,10 @@ func TestCastErrorsThroughGateway(t *testing.T) {
 		want               int
 	}{
 		{"POST", "/api/v1/casts", `{"name":`, nil, 400},
-		{"POST", "/api/v1/casts", `{"name":2}`, nil, 400},
+		// Wrong JSON types are 422, as the original system's own tests expect.
+		{"POST", "/api/v1/casts", `{"name":2}`, nil, 422},
+		{"POST", "/api/v1/casts", `{"name":"A","nationality":2}`, nil, 422},
+		{"PATCH", item, `{"nationality":[]}`, nil, 422},
 		{"POST", "/api/v1/casts", `{"name":"x","born":1}`, nil, 400},
 		{"POST", "/api/v1/casts", `{"name":"x"}`, []string{"Content-Type", "text/plain"}, 415},
 		{"POST", "/api/v1/casts", `{"name":""}`, nil, 422},

@@ -64,6 +64,7 @@ func loadContracts(ctx context.Context, gateway string) (map[string]*contract, e
 // check returns what in resp disagrees with the document; routes the document does not describe
 // (unknown paths, wrong methods) are not checked here.
 func (c *contract) check(req *http.Request, status int, header http.Header, body []byte) []string {
+	req = withoutTrailingSlash(req)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if item, errs, _ := paths.FindPath(req, c.model, nil); item == nil || len(errs) > 0 {
@@ -74,6 +75,18 @@ func (c *contract) check(req *http.Request, status int, header http.Header, body
 		return describe(verrs)
 	}
 	return nil
+}
+
+// withoutTrailingSlash is req as the document describes it: each operation is listed once, by
+// its path without the trailing slash that the services accept as well, for the same operation.
+func withoutTrailingSlash(req *http.Request) *http.Request {
+	if p := req.URL.Path; len(p) <= 1 || !strings.HasSuffix(p, "/") {
+		return req
+	}
+	req = req.Clone(req.Context())
+	req.URL.Path = strings.TrimSuffix(req.URL.Path, "/")
+	req.URL.RawPath = strings.TrimSuffix(req.URL.RawPath, "/")
+	return req
 }
 
 func describe[E interface{ Error() string }](errs []E) []string {
@@ -194,4 +207,36 @@ func jsonBody(t testing.TB, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestContractChecksBothPathForms: the document lists each operation once, without the trailing
+// slash, and the check must still hold a request sent with the slash to that operation's
+// contract, rather than finding no operation and passing whatever came back.
+func TestContractChecksBothPathForms(t *testing.T) {
+	t.Parallel()
+	castsDoc := suite.contracts["/api/v1/casts"]
+	header := http.Header{"Content-Type": {"application/json"}, "X-Request-Id": {"contract-check"}}
+	for _, tc := range []struct {
+		name, path string
+		body       string
+		wantIssues bool
+	}{
+		{"list, a page", "/api/v1/casts", `[]`, false},
+		{"list with the slash, a page", "/api/v1/casts/", `[]`, false},
+		{"list, not a page", "/api/v1/casts", `{"id":"x"}`, true},
+		{"list with the slash, not a page", "/api/v1/casts/", `{"id":"x"}`, true},
+		{"item with the slash, not a cast", "/api/v1/casts/1/", `[]`, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			req, err := http.NewRequest(http.MethodGet, "http://service"+tc.path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			issues := castsDoc.check(req, http.StatusOK, header, []byte(tc.body))
+			if got := len(issues) > 0; got != tc.wantIssues {
+				t.Errorf("GET %s -> 200 %s: issues %q, want some: %v", tc.path, tc.body, issues, tc.wantIssues)
+			}
+		})
+	}
 }

@@ -2,6 +2,9 @@ module github.com/movies-microservices/e2e
 
 go 1.26.0
 
+// The OpenAPI linters that npm ci installs there are no Go packages.
+ignore ./node_modules
+
 require (
 	github.com/compose-spec/compose-go/v2 v2.16.2
 	github.com/google/go-cmp v0.7.0

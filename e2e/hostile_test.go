@@ -93,8 +93,7 @@ func doRequest(req *http.Request) (response, error) {
 }
 
 // answerIssues is call's check of a response, returning what is wrong instead of failing a test.
-// A 405 answers an operation the document does not describe, so it is not checked against it
-// (the validator finds the trailing-slash collection paths but not their missing methods).
+// A 405 answers an operation the document does not describe, so it is not checked against it.
 func answerIssues(method, path string, header http.Header, body []byte, r response) []string {
 	var issues []string
 	checkReq, err := http.NewRequest(method, "http://service"+path, bytes.NewReader(body))
@@ -209,26 +208,58 @@ var malformedJSON = []string{
 // with every field missing.
 var notAnObject = []string{`"x"`, `1`, `-1.5e3`, `true`, `false`, `[]`, `[{"name":"x"}]`, `[[]]`, `""`}
 
-// castWrongTypes are objects with a field of the wrong JSON type: 400.
-var castWrongTypes = []string{
-	`{"name":1}`, `{"name":1.5}`, `{"name":true}`, `{"name":false}`, `{"name":[]}`, `{"name":["x"]}`, `{"name":{}}`,
-	`{"name":{"a":1}}`, `{"name":"x","nationality":1}`, `{"name":"x","nationality":true}`, `{"name":"x","nationality":[]}`,
-	`{"name":"x","nationality":{}}`, `{"name":99999999999999999999}`, `{"name":1e400}`, `{"name":-0}`,
-	`{"name":"x","nationality":1e-400}`, `{"name":"x","born":1}`, `{"name":"x","id":1}`, `{"name":"x","version":2}`,
+// wrongType is an object with a value of the wrong JSON type, or a number its field cannot hold:
+// 422 on every endpoint, naming field (an array item by its index) among its errors.
+type wrongType struct{ body, field string }
+
+var castWrongTypes = []wrongType{
+	{`{"name":1}`, "name"}, {`{"name":1.5}`, "name"}, {`{"name":true}`, "name"}, {`{"name":false}`, "name"},
+	{`{"name":[]}`, "name"}, {`{"name":["x"]}`, "name"}, {`{"name":{}}`, "name"}, {`{"name":{"a":1}}`, "name"},
+	{`{"name":"x","nationality":1}`, "nationality"}, {`{"name":"x","nationality":true}`, "nationality"},
+	{`{"name":"x","nationality":[]}`, "nationality"}, {`{"name":"x","nationality":{}}`, "nationality"},
+	{`{"name":99999999999999999999}`, "name"}, {`{"name":1e400}`, "name"}, {`{"name":-0}`, "name"},
+	{`{"name":"x","nationality":1e-400}`, "nationality"}, {`{"name":2,"nationality":"French"}`, "name"},
+	{`{"name":"A","nationality":2}`, "nationality"}, {`{"NAME":2}`, "name"},
+}
+
+var movieWrongTypes = []wrongType{
+	{`{"name":1}`, "name"}, {`{"name":true}`, "name"}, {`{"name":[]}`, "name"}, {`{"name":{}}`, "name"},
+	{`{"name":"x","plot":1}`, "plot"}, {`{"name":"x","plot":[]}`, "plot"}, {`{"name":"x","plot":{}}`, "plot"},
+	{`{"name":"x","genres":"drama"}`, "genres"}, {`{"name":"x","genres":1}`, "genres"}, {`{"name":"x","genres":{}}`, "genres"},
+	{`{"name":"x","genres":[1]}`, "genres[0]"}, {`{"name":"x","genres":[true]}`, "genres[0]"},
+	{`{"name":"x","genres":["a",[]]}`, "genres[1]"}, {`{"name":"x","genres":["a","b",{}]}`, "genres[2]"},
+	{`{"name":"x","cast_ids":"1"}`, "cast_ids"}, {`{"name":"x","cast_ids":1}`, "cast_ids"}, {`{"name":"x","cast_ids":{}}`, "cast_ids"},
+	{`{"name":"x","cast_ids":["1"]}`, "cast_ids[0]"}, {`{"name":"x","cast_ids":[1.5]}`, "cast_ids[0]"},
+	{`{"name":"x","cast_ids":[true]}`, "cast_ids[0]"}, {`{"name":"x","cast_ids":[[1]]}`, "cast_ids[0]"},
+	{`{"name":"x","cast_ids":[1e3]}`, "cast_ids[0]"}, {`{"name":"x","cast_ids":[1E2]}`, "cast_ids[0]"},
+	{`{"name":"x","cast_ids":[1.0]}`, "cast_ids[0]"}, {`{"name":"x","cast_ids":[1,99999999999999999999]}`, "cast_ids[1]"},
+	{`{"name":"x","cast_ids":[9223372036854775808]}`, "cast_ids[0]"}, {`{"name":"x","cast_ids":[-9223372036854775809]}`, "cast_ids[0]"},
+	{`{"name":"x","cast_ids":[1e400]}`, "cast_ids[0]"}, {`{"name":"x","cast_ids":[-0.0]}`, "cast_ids[0]"}, {`{"name":1e400}`, "name"},
+}
+
+// check says what is wrong with a 422 for w: its errors must name w's field.
+func (w wrongType) check(r response) string {
+	var p problem
+	if err := json.Unmarshal(r.Body, &p); err != nil {
+		return "not a problem document: " + err.Error()
+	}
+	for _, fe := range p.Errors {
+		if fe.Field == w.field && strings.HasPrefix(fe.Message, "must be a JSON ") {
+			return ""
+		}
+	}
+	return fmt.Sprintf("errors %+v do not say what JSON type %s must be", p.Errors, w.field)
+}
+
+// castUnknownFields and movieUnknownFields name fields the request does not have: 400, even
+// where a value is of the wrong type too.
+var castUnknownFields = []string{
+	`{"name":"x","born":1}`, `{"name":"x","id":1}`, `{"name":"x","version":2}`, `{"name":1,"born":1}`,
 	`{"name":"x","created_at":"2020-01-01T00:00:00Z"}`, `{"na\u0000me":"x"}`, `{"":"x"}`, `{"name ":"x"}`,
 }
 
-// movieWrongTypes are objects with a field of the wrong JSON type or number: 400.
-var movieWrongTypes = []string{
-	`{"name":1}`, `{"name":true}`, `{"name":[]}`, `{"name":{}}`, `{"name":"x","plot":1}`, `{"name":"x","plot":[]}`,
-	`{"name":"x","plot":{}}`, `{"name":"x","genres":"drama"}`, `{"name":"x","genres":1}`, `{"name":"x","genres":{}}`,
-	`{"name":"x","genres":[1]}`, `{"name":"x","genres":[true]}`, `{"name":"x","genres":[[]]}`, `{"name":"x","genres":[{}]}`,
-	`{"name":"x","cast_ids":"1"}`, `{"name":"x","cast_ids":1}`, `{"name":"x","cast_ids":{}}`, `{"name":"x","cast_ids":["1"]}`,
-	`{"name":"x","cast_ids":[1.5]}`, `{"name":"x","cast_ids":[true]}`, `{"name":"x","cast_ids":[[1]]}`,
-	`{"name":"x","cast_ids":[1e3]}`, `{"name":"x","cast_ids":[1E2]}`, `{"name":"x","cast_ids":[1.0]}`,
-	`{"name":"x","cast_ids":[99999999999999999999]}`, `{"name":"x","cast_ids":[9223372036854775808]}`,
-	`{"name":"x","cast_ids":[-9223372036854775809]}`, `{"name":"x","cast_ids":[1e400]}`, `{"name":"x","cast_ids":[-0.0]}`,
-	`{"name":"x","id":1}`, `{"name":"x","casts":[1]}`, `{"name":"x","genre":"drama"}`, `{"name":1e400}`,
+var movieUnknownFields = []string{
+	`{"name":"x","id":1}`, `{"name":"x","casts":[1]}`, `{"name":"x","genre":"drama"}`, `{"name":"x","cast_ids":[1.5],"year":1}`,
 }
 
 // castInvalid are well-formed casts that break a rule: 422 on every endpoint.
@@ -269,19 +300,34 @@ func deepJSON(field string, depth int, object bool) string {
 	return `{"` + field + `":` + strings.Repeat("[", depth) + strings.Repeat("]", depth) + "}"
 }
 
-func deepBodies() []string {
-	var bodies []string
+// deepBody is a deeply nested or very wide body and the status it must get.
+type deepBody struct {
+	body string
+	want int
+}
+
+// deepBodies: nesting past the decoder's limit is malformed (400); below it, a nested value in
+// the name is of the wrong type (422) and one in a field the request does not have is unknown (400).
+func deepBodies() []deepBody {
+	var bodies []deepBody
 	for _, depth := range []int{64, 1000, 9990, 10001, 100_000} {
-		bodies = append(bodies, deepJSON("name", depth, false), deepJSON("name", depth, true), deepJSON("extra", depth, true))
+		inName := http.StatusUnprocessableEntity
+		if depth > 9990 {
+			inName = http.StatusBadRequest
+		}
+		bodies = append(bodies,
+			deepBody{deepJSON("name", depth, false), inName},
+			deepBody{deepJSON("name", depth, true), inName},
+			deepBody{deepJSON("extra", depth, true), http.StatusBadRequest})
 	}
 	wide := make([]string, 10_000)
 	for i := range wide {
 		wide[i] = fmt.Sprintf(`"k%d":%d`, i, i)
 	}
 	return append(bodies,
-		strings.Repeat("[", 50_000),
-		strings.Repeat(`{"a":`, 50_000),
-		`{"name":"x",`+strings.Join(wide, ",")+`}`,
+		deepBody{strings.Repeat("[", 50_000), http.StatusBadRequest},
+		deepBody{strings.Repeat(`{"a":`, 50_000), http.StatusBadRequest},
+		deepBody{`{"name":"x",` + strings.Join(wide, ",") + `}`, http.StatusBadRequest},
 	)
 }
 
@@ -389,13 +435,14 @@ func TestHostileInputBarrage(t *testing.T) {
 	services := []struct {
 		name, collection, item string
 		validBody, valid2      string // a valid body, and a longer one for truncation
-		wrongTypes, invalid    []string
+		wrongTypes             []wrongType
+		unknownFields, invalid []string
 	}{
 		{"casts", "/api/v1/casts", castItem, `{"name":"Valid Name"}`, `{"name":"Truncated Name","nationality":"French"}`,
-			castWrongTypes, castInvalid},
+			castWrongTypes, castUnknownFields, castInvalid},
 		{"movies", "/api/v1/movies", movieItem, `{"name":"Valid Name"}`,
 			`{"name":"Truncated","plot":"A plot.","genres":["drama","noir"],"cast_ids":[` + itoa(c.ID) + `]}`,
-			movieWrongTypes, movieInvalid},
+			movieWrongTypes, movieUnknownFields, movieInvalid},
 	}
 
 	var cases []hostile
@@ -415,8 +462,13 @@ func TestHostileInputBarrage(t *testing.T) {
 			}
 			// A full body of null has every field missing; a merge patch must be an object.
 			cases = append(cases, bt.send("null body", []byte("null"), 422, 400))
-			for _, b := range svc.wrongTypes {
-				cases = append(cases, bt.send("wrong type or huge number", []byte(b), 400, 400))
+			for _, w := range svc.wrongTypes {
+				h := bt.send("wrong type or huge number", []byte(w.body), 422, 422)
+				h.check = w.check
+				cases = append(cases, h)
+			}
+			for _, b := range svc.unknownFields {
+				cases = append(cases, bt.send("unknown field", []byte(b), 400, 400))
 			}
 			for _, b := range svc.invalid {
 				cases = append(cases, bt.send("invalid field", []byte(b), 422, 422))
@@ -426,7 +478,7 @@ func TestHostileInputBarrage(t *testing.T) {
 				cases = append(cases, bt.send("patch removes a required field", []byte(`{"name":null}`), 0, 422))
 			}
 			for _, b := range deepBodies() {
-				cases = append(cases, bt.send("deep or wide nesting", []byte(b), 400, 400))
+				cases = append(cases, bt.send("deep or wide nesting", []byte(b.body), b.want, b.want))
 			}
 			cases = append(cases, bt.send("chunked malformed body", []byte(`{"name":`), 400, 400))
 			cases[len(cases)-1].chunked = true

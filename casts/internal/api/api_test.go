@@ -122,9 +122,28 @@ func TestCastErrors(t *testing.T) {
 			want: problemJSON{Status: 400, Detail: "body must contain a single JSON value"},
 		},
 		{
+			// 422 as in the original system (FastAPI): well-formed JSON whose content is invalid.
 			name: "wrong type",
 			req:  request{method: "POST", path: "/api/v1/casts", body: `{"name":2}`},
-			want: problemJSON{Status: 400, Detail: `field "name" must be a JSON string`, Errors: []api.FieldError{{Field: "name", Message: "must be a JSON string"}}},
+			want: problemJSON{Status: 422, Detail: `field "name" must be a JSON string, not a JSON number`, Errors: []api.FieldError{{Field: "name", Message: "must be a JSON string, not a JSON number"}}},
+		},
+		{
+			name: "wrong types in both fields",
+			req:  request{method: "POST", path: "/api/v1/casts", body: `{"name":["A"],"nationality":2}`},
+			want: problemJSON{Status: 422, Detail: "the request has 2 values of the wrong type", Errors: []api.FieldError{
+				{Field: "name", Message: "must be a JSON string, not a JSON array"},
+				{Field: "nationality", Message: "must be a JSON string, not a JSON number"},
+			}},
+		},
+		{
+			name: "wrong type in a replace",
+			req:  request{method: "PUT", path: item, body: `{"name":"A","nationality":true}`},
+			want: problemJSON{Status: 422, Detail: `field "nationality" must be a JSON string, not a JSON boolean`, Errors: []api.FieldError{{Field: "nationality", Message: "must be a JSON string, not a JSON boolean"}}},
+		},
+		{
+			name: "an unknown field is a 400 even beside a wrong type",
+			req:  request{method: "POST", path: "/api/v1/casts", body: `{"name":2,"age":3}`},
+			want: problemJSON{Status: 400, Detail: `body has an unknown field "age"`, Errors: []api.FieldError{{Field: "age", Message: "unknown field"}}},
 		},
 		{
 			name: "not an object",
@@ -178,6 +197,11 @@ func TestCastErrors(t *testing.T) {
 			name: "patch with unknown field",
 			req:  request{method: "PATCH", path: item, body: `{"born":1950}`},
 			want: problemJSON{Status: 400, Detail: `body has an unknown field "born"`, Errors: []api.FieldError{{Field: "born", Message: "unknown field"}}},
+		},
+		{
+			name: "patch with a wrong type",
+			req:  request{method: "PATCH", path: item, body: `{"nationality":{"a":1}}`},
+			want: problemJSON{Status: 422, Detail: `field "nationality" must be a JSON string, not a JSON object`, Errors: []api.FieldError{{Field: "nationality", Message: "must be a JSON string, not a JSON object"}}},
 		},
 		{
 			name: "patch that is not an object",

@@ -19,6 +19,7 @@ import (
 
 // bodySeeds are bodies for the decoding targets: valid, malformed and hostile.
 var bodySeeds = []string{
+	`{"name":"A","nationality":2}`, `{"name":2,"nationality":[1]}`, `{"NAME":2}`,
 	`{"name":"Juliette Binoche","nationality":"French"}`, `{"name":"x"}`, `{"name":"  padded  ","nationality":"  "}`,
 	`{"name":null}`, `{"nationality":null}`, `{}`, `null`, `[]`, `"x"`, `1`, ``, ` `, `{`, `{"name":`, `{"name":"x"`,
 	`{"name":"x"}{"name":"y"}`, `{"name":"x"} x`, `{"name":1}`, `{"name":true}`, `{"name":["x"]}`, `{"name":{"a":1}}`,
@@ -51,6 +52,7 @@ func checkDecoded(t *testing.T, v *validator.Validate, req castRequest, err erro
 	}
 	if err != nil {
 		requireClientError(t, err)
+		requireKnownFields[castRequest](t, err)
 		return
 	}
 	checkStorable(t, req)

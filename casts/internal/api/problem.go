@@ -85,8 +85,8 @@ func handleGatewayProblem() http.Handler {
 	})
 }
 
-// retryAfter is the Retry-After of a 503, in seconds: a short wait, since an outage of the database
-// that ends makes requests succeed again at once.
+// retryAfter is the Retry-After of a 503, in seconds: a short wait, since an outage of the database,
+// or of a service this one calls, that ends makes requests succeed again at once.
 const retryAfter = "2"
 
 // respondError turns any error into a problem response. An error that says the database could not

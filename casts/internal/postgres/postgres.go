@@ -20,9 +20,6 @@ import (
 //go:embed migrations/*.sql
 var Migrations embed.FS
 
-// migrationLock is the advisory lock key that serialises migrations when several instances start at once.
-const migrationLock = 0x63617374 // "cast"
-
 // connectTimeout bounds one attempt to open a connection when the URL sets no connect_timeout: at
 // startup, and whenever the pool replaces a broken connection or grows. While the database is
 // unreachable, a request that needs a new connection fails after this long at most (sooner if its

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"mime"
 	"net/http"
 	"strings"
 	"time"
@@ -18,6 +19,16 @@ type eventRequest struct {
 	Type       *string    `json:"type" validate:"required,nonul,min=1,max=100"`
 	OccurredAt *time.Time `json:"occurred_at" validate:"required"`
 	CastID     *int64     `json:"cast_id" validate:"omitnil,gt=0"`
+}
+
+// decodeJSONTolerant is decodeJSON for messages of other services, such as events: fields dst does
+// not know are ignored, so that a producer can add some without breaking its consumers.
+func decodeJSONTolerant(w http.ResponseWriter, r *http.Request, dst any) error {
+	mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || !strings.EqualFold(mediaType, "application/json") {
+		return errorf(http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+	}
+	return decodeOne(http.MaxBytesReader(w, r.Body, maxBodyBytes), dst, false)
 }
 
 // Event outcomes, as eventResponse.Status says them.

@@ -20,6 +20,7 @@ import (
 
 // bodySeeds are bodies for the decoding targets: valid, malformed and hostile.
 var bodySeeds = []string{
+	`{"name":"x","genres":["a",2]}`, `{"name":"x","cast_ids":[1,"2",3.0]}`, `{"name":"x","cast_ids":[1E2]}`, `{"Cast_IDs":[true]}`,
 	`{"name":"Heat","plot":"A heist.","genres":["crime","drama"],"cast_ids":[1,2]}`, `{"name":"x"}`,
 	`{"name":"  padded  ","plot":"  ","genres":["  noir  "]}`, `{"name":null}`, `{"genres":null,"cast_ids":null}`, `{}`,
 	`null`, `[]`, `"x"`, `1`, ``, `{`, `{"name":`, `{"name":"x"}{}`, `{"name":1}`, `{"name":"x","plot":[]}`,
@@ -61,6 +62,7 @@ func checkDecoded(t *testing.T, v *validator.Validate, req movieRequest, err err
 	}
 	if err != nil {
 		requireClientError(t, err)
+		requireKnownFields[movieRequest](t, err)
 		return
 	}
 	checkStorable(t, req)
