@@ -119,12 +119,17 @@ type accessEntry struct {
 	RouterName     string `json:"RouterName"`
 	RequestPath    string `json:"RequestPath"`
 	Status         int    `json:"DownstreamStatus"`
+	ServiceName    string `json:"ServiceName"`
+	ServiceURL     string `json:"ServiceURL"` // the replica that served it
 }
 
-// readAccessLog reads the access log of the suite's Traefik: its JSON lines, whatever else is
+// readAccessLog reads the access log of the suite's Traefik.
+func readAccessLog() ([]accessEntry, error) { return parseAccessLog(suite.target) }
+
+// parseAccessLog reads the access log of a stack's Traefik: its JSON lines, whatever else is
 // among them (a container's output mixes both logs).
-func readAccessLog() ([]accessEntry, error) {
-	b, err := suite.target.AccessLog(context.Background())
+func parseAccessLog(s target) ([]accessEntry, error) {
+	b, err := s.AccessLog(context.Background())
 	if err != nil {
 		return nil, err
 	}

@@ -124,13 +124,7 @@ func Up(ctx context.Context, opts Options) (_ *Project, err error) {
 	if _, err := p.output(ctx, "down", "--volumes", "--remove-orphans"); err != nil {
 		return nil, err
 	}
-	args := []string{"up", "--detach", "--wait", "--wait-timeout", strconv.Itoa(int(opts.ReadyTimeout / time.Second))}
-	if opts.Build {
-		args = append(args, "--build")
-	}
-	for _, svc := range []string{stack.ServiceCasts, stack.ServiceMovies} {
-		args = append(args, "--scale", svc+"="+strconv.Itoa(opts.Replicas))
-	}
+	args := p.upArgs(opts.Build)
 	if err := p.stream(ctx, args...); err != nil {
 		return nil, fmt.Errorf("compose: %s: %w\n%s", strings.Join(args, " "), err, p.describe(ctx))
 	}
@@ -139,6 +133,19 @@ func Up(ctx context.Context, opts Options) (_ *Project, err error) {
 	}
 	fmt.Fprintf(opts.Progress, "compose: project %s up, gateway %s\n", opts.Name, p.URLs().Gateway)
 	return p, nil
+}
+
+// upArgs are `up` in the background until every container is healthy, with each service
+// scaled to Replicas: the same compose files, only --scale differs from one replica.
+func (p *Project) upArgs(build bool) []string {
+	args := []string{"up", "--detach", "--wait", "--wait-timeout", strconv.Itoa(int(p.opts.ReadyTimeout / time.Second))}
+	if build {
+		args = append(args, "--build")
+	}
+	for _, svc := range []string{stack.ServiceCasts, stack.ServiceMovies} {
+		args = append(args, "--scale", svc+"="+strconv.Itoa(p.opts.Replicas))
+	}
+	return args
 }
 
 // Attach drives a project that Up started in another process, from the variables Exports
@@ -403,6 +410,35 @@ func (p *Project) Down(ctx context.Context) error {
 		err = errors.Join(err, os.RemoveAll(p.dir))
 	}
 	return err
+}
+
+// Recreate takes the project down and brings it up again (without building), keeping its
+// named volumes, and so the databases' data, unless removeVolumes (down -v).
+func (p *Project) Recreate(ctx context.Context, removeVolumes bool) error {
+	down := []string{"down", "--remove-orphans"}
+	if removeVolumes {
+		down = append(down, "--volumes")
+	}
+	if err := p.stream(ctx, down...); err != nil {
+		return fmt.Errorf("compose: %s: %w", strings.Join(down, " "), err)
+	}
+	up := p.upArgs(false)
+	if err := p.stream(ctx, up...); err != nil {
+		return fmt.Errorf("compose: %s: %w\n%s", strings.Join(up, " "), err, p.describe(ctx))
+	}
+	return p.waitRouted(ctx, stack.ServiceCasts, stack.ServiceMovies)
+}
+
+// Volumes are the names of the project's volumes.
+func (p *Project) Volumes(ctx context.Context) ([]string, error) {
+	out, err := docker(ctx, "volume", "ls", "--quiet", "--filter", "label=com.docker.compose.project="+p.opts.Name)
+	return strings.Fields(out), err
+}
+
+// Networks are the names of the project's networks.
+func (p *Project) Networks(ctx context.Context) ([]string, error) {
+	out, err := docker(ctx, "network", "ls", "--format", "{{.Name}}", "--filter", "label=com.docker.compose.project="+p.opts.Name)
+	return strings.Fields(out), err
 }
 
 // StopService stops every replica of service (docker compose stop: SIGTERM, then the drain and
