@@ -51,7 +51,7 @@ e2e: build traefik ## Only the black-box suite through the gateway.
 # stand-ins made offline (e2e/compose/standins.sh); it says which. Ports: 127.0.0.1, picked by the engine.
 E2E_COMPOSE_TIMEOUT ?= 30m
 e2e-compose: ## The e2e suite against the Docker Compose stack (needs Docker; see README "With Docker").
-	go run ./e2e/cmd/stack compose -- go test -count=1 -timeout $(E2E_COMPOSE_TIMEOUT) ./e2e
+	E2E_NO_SKIP=1 go run ./e2e/cmd/stack compose -- go test -v -count=1 -timeout $(E2E_COMPOSE_TIMEOUT) ./e2e
 
 FUZZTIME ?= 20s
 FUZZ_TARGETS := \

@@ -80,7 +80,7 @@ func meshURL(t *testing.T) string {
 	if suite.target != nil {
 		return suite.target.URLs().Mesh
 	}
-	t.Skip("the mesh entrypoint is not published for the public: set E2E_MESH_URL to where it is reachable")
+	skip(t, "the mesh entrypoint is not published for the public: set E2E_MESH_URL to where it is reachable")
 	return ""
 }
 

@@ -205,7 +205,7 @@ func TestComposeDataSurvivesDown(t *testing.T) {
 	t.Parallel()
 	suiteProject, ok := needTarget(t).(composeTarget)
 	if !ok {
-		t.Skip("named volumes are Docker's: this test runs on the Compose stack (make e2e-compose)")
+		skip(t, "named volumes are Docker's: this test runs on the Compose stack (make e2e-compose)")
 	}
 	root, err := stack.FindRepoRoot(".")
 	if err != nil {

@@ -30,7 +30,7 @@ type traefikService struct {
 func getAdmin(t *testing.T, path string, v any) {
 	t.Helper()
 	if suite.admin == "" {
-		t.Skip("E2E_ADMIN_URL is not set: Traefik's API is not reachable")
+		skip(t, "E2E_ADMIN_URL is not set: Traefik's API is not reachable")
 	}
 	resp, err := plainClient.Get(suite.admin + path)
 	if err != nil {

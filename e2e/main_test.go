@@ -110,10 +110,20 @@ func startStack(ctx context.Context) (*stack.Stack, int, error) {
 func needTarget(t *testing.T) target {
 	t.Helper()
 	if suite.target == nil {
-		t.Skip("this test acts on the stack (stops parts of it, reads its logs): it runs on the stack the suite starts, " +
+		skip(t, "this test acts on the stack (stops parts of it, reads its logs): it runs on the stack the suite starts, " +
 			"or on a Compose project named by E2E_COMPOSE_PROJECT, not through E2E_BASE_URL alone")
 	}
 	return suite.target
+}
+
+// skip skips t, except where no test may skip (E2E_NO_SKIP=1, as make e2e-compose sets it):
+// there it fails t, saying why.
+func skip(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("E2E_NO_SKIP") == "1" {
+		t.Fatal(why + " (E2E_NO_SKIP=1: no test may skip here)")
+	}
+	t.Skip(why)
 }
 
 // waitFor polls check until it returns nil or the deadline passes; it reports the last error.

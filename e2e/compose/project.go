@@ -273,12 +273,15 @@ func (p *Project) testOverride(ctx context.Context) (string, error) {
 
 // command is `docker compose` with this project's name, files and env file.
 func (p *Project) command(ctx context.Context, args ...string) *exec.Cmd {
-	full := []string{"compose", "--project-name", p.opts.Name, "--project-directory", p.opts.RepoRoot, "--env-file", p.envFile}
+	full := []string{"compose", "--progress", "plain", "--project-name", p.opts.Name, "--project-directory", p.opts.RepoRoot, "--env-file", p.envFile}
 	for _, f := range p.files {
 		full = append(full, "--file", f)
 	}
 	cmd := exec.CommandContext(ctx, "docker", append(full, args...)...)
 	cmd.Dir = p.opts.RepoRoot
+	// Compose's own builder (BuildKit through the engine): Bake would need buildx, which Debian's
+	// docker.io does not ship.
+	cmd.Env = append(os.Environ(), "COMPOSE_BAKE=false")
 	cmd.WaitDelay = 5 * time.Second
 	return cmd
 }
