@@ -110,7 +110,7 @@ func startStack(ctx context.Context) (*stack.Stack, int, error) {
 func needTarget(t *testing.T) target {
 	t.Helper()
 	if suite.target == nil {
-		skip(t, "this test acts on the stack (stops parts of it, reads its logs): it runs on the stack the suite starts, " +
+		skip(t, "this test acts on the stack (stops parts of it, reads its logs): it runs on the stack the suite starts, "+
 			"or on a Compose project named by E2E_COMPOSE_PROJECT, not through E2E_BASE_URL alone")
 	}
 	return suite.target
