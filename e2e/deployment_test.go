@@ -12,13 +12,12 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/movies-microservices/e2e/compose"
 	"github.com/movies-microservices/e2e/stack"
 	"go.yaml.in/yaml/v3"
 )
 
 // How each kind of stack is deployed: where Traefik's routers come from, how replicas share
-// the load, two stacks side by side, and (Compose only) what survives `down`.
+// the load, two stacks side by side, what survives a restart.
 
 // fileRouter is a router of traefik/dynamic/routers.yml, as Traefik's API also reports it.
 type fileRouter struct {
@@ -197,53 +196,46 @@ func TestTwoStacksSideBySide(t *testing.T) {
 	}
 }
 
-// TestComposeDataSurvivesDown: the databases live in named volumes, so a project taken down and
-// brought up again still has its data; `down -v` deletes it. A project of its own, from the
-// suite's images. The process stack keeps data only under make run's .run/, which e2e/stack's
-// tests cover.
-func TestComposeDataSurvivesDown(t *testing.T) {
+// TestDataSurvivesRestart: a stack taken down and brought up again keeps its data, and one
+// brought up after its data is removed starts empty. On Compose the databases live in named
+// volumes: `down` + `up` keeps them, `down -v` deletes them. On processes the cluster lives in the
+// stack's directory (make run's .run/), which is kept or removed. A stack of its own, of the
+// suite's kind (on Compose, from the suite's images).
+func TestDataSurvivesRestart(t *testing.T) {
 	t.Parallel()
-	suiteProject, ok := needTarget(t).(composeTarget)
-	if !ok {
-		skip(t, "named volumes are Docker's: this test runs on the Compose stack (make e2e-compose)")
-	}
-	root, err := stack.FindRepoRoot(".")
-	if err != nil {
-		t.Fatal(err)
-	}
+	needTarget(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	p, err := compose.Up(ctx, compose.Options{
-		RepoRoot: root, Name: suiteProject.Name() + "-volumes", Overrides: suiteProject.Overrides(),
-		Images: suiteProject.Name(), LogLevel: "warn",
-	})
+	s, err := startPersistentTarget(ctx, "volumes")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := p.Down(context.Background()); err != nil {
+		if err := s.Stop(); err != nil {
 			t.Error(err)
 		}
 	})
-	if vols, err := p.Volumes(ctx); err != nil || len(vols) != 2 {
-		t.Errorf("volumes %v (%v), want casts-db-data and movies-db-data", vols, err)
+	if p, ok := s.(composeTarget); ok {
+		if vols, err := p.Volumes(ctx); err != nil || len(vols) != 2 {
+			t.Errorf("volumes %v (%v), want casts-db-data and movies-db-data", vols, err)
+		}
 	}
 	name := unique("Survives Down")
-	c := createCastAt(t, p.URLs().Gateway, name)
+	c := createCastAt(t, s.URLs().Gateway, name)
 
-	if err := p.Recreate(ctx, false); err != nil {
+	if err := s.Recreate(ctx, false); err != nil {
 		t.Fatal(err)
 	}
 	var got cast
-	if status := getJSON(t, p.URLs().Gateway+"/api/v1/casts/"+itoa(c.ID), &got); status != http.StatusOK || got.Name != name {
+	if status := getJSON(t, s.URLs().Gateway+"/api/v1/casts/"+itoa(c.ID), &got); status != http.StatusOK || got.Name != name {
 		t.Errorf("after down and up: cast %d: status %d, name %q; want 200 %q", c.ID, status, got.Name, name)
 	}
 
-	if err := p.Recreate(ctx, true); err != nil {
+	if err := s.Recreate(ctx, true); err != nil {
 		t.Fatal(err)
 	}
-	if status := statusOf(t, p.URLs().Gateway+"/api/v1/casts/"+itoa(c.ID)); status != http.StatusNotFound {
-		t.Errorf("after down -v and up: cast %d: status %d, want 404", c.ID, status)
+	if status := statusOf(t, s.URLs().Gateway+"/api/v1/casts/"+itoa(c.ID)); status != http.StatusNotFound {
+		t.Errorf("after removing the data and up: cast %d: status %d, want 404", c.ID, status)
 	}
 }
 

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -139,6 +140,77 @@ func startTarget(ctx context.Context, name string, replicas int) (target, error)
 		return nil, err
 	}
 	return processTarget{s}, nil
+}
+
+// persistentTarget is a stack whose data outlives it.
+type persistentTarget interface {
+	URLs() stack.URLs
+	// Recreate takes the stack down and brings it up again, with its data unless removeData.
+	Recreate(ctx context.Context, removeData bool) error
+	Stop() error
+}
+
+// startPersistentTarget starts a stack of the suite's kind that keeps its data between runs: a
+// Compose project (named volumes), or processes with a data directory of their own.
+func startPersistentTarget(ctx context.Context, name string) (persistentTarget, error) {
+	root, err := stack.FindRepoRoot(".")
+	if err != nil {
+		return nil, err
+	}
+	if p, ok := suite.target.(composeTarget); ok {
+		proj, err := compose.Up(ctx, compose.Options{
+			RepoRoot: root, Name: p.Name() + "-" + name, Overrides: p.Overrides(), Images: p.Name(), LogLevel: "warn",
+		})
+		if err != nil {
+			return nil, err
+		}
+		return composeTarget{proj}, nil
+	}
+	dir, err := os.MkdirTemp("", "e2e-"+name+"-")
+	if err != nil {
+		return nil, err
+	}
+	// Searchable by others: PostgreSQL, run as another user when we are root, goes through it.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return nil, err
+	}
+	p := &persistentProcesses{dir: dir, opts: stack.Options{RepoRoot: root, Dir: filepath.Join(dir, "stack"), LogLevel: "warn"}}
+	if p.s, err = stack.Start(ctx, p.opts); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return p, nil
+}
+
+// persistentProcesses is a process stack with its data in a directory (as make run's .run/).
+type persistentProcesses struct {
+	dir  string // removed by Stop
+	opts stack.Options
+	s    *stack.Stack
+}
+
+func (p *persistentProcesses) URLs() stack.URLs { return p.s.URLs() }
+
+func (p *persistentProcesses) Recreate(ctx context.Context, removeData bool) error {
+	if err := p.s.Stop(); err != nil {
+		return err
+	}
+	if removeData {
+		if err := os.RemoveAll(p.opts.Dir); err != nil {
+			return err
+		}
+	}
+	s, err := stack.Start(ctx, p.opts)
+	p.s = s
+	return err
+}
+
+func (p *persistentProcesses) Stop() error {
+	var err error
+	if p.s != nil { // nil after a failed Recreate
+		err = p.s.Stop()
+	}
+	return errors.Join(err, os.RemoveAll(p.dir))
 }
 
 // describeTarget is how the suite names the stack it drives, for its first line.
