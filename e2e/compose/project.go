@@ -516,7 +516,7 @@ func (p *Project) WaitReady(ctx context.Context) error {
 	client := &http.Client{Timeout: 2 * time.Second}
 	for _, base := range append(u.Casts, u.Movies...) {
 		if err := poll(ctx, p.opts.ReadyTimeout, base+"/readyz answering 200", func() error {
-			return statusOK(ctx, client, base+"/readyz")
+			return getOK(ctx, client, base+"/readyz", nil)
 		}); err != nil {
 			return err
 		}
@@ -574,22 +574,10 @@ func (p *Project) waitHealthy(ctx context.Context, containers []string) error {
 
 // serversUp checks that Traefik's service name has want servers, each UP.
 func serversUp(ctx context.Context, client *http.Client, admin, name string, want int) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, admin+"/api/http/services/"+name, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET /api/http/services/%s: status %d", name, resp.StatusCode)
-	}
 	var svc struct {
 		ServerStatus map[string]string `json:"serverStatus"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&svc); err != nil {
+	if err := getOK(ctx, client, admin+"/api/http/services/"+name, &svc); err != nil {
 		return err
 	}
 	up := 0
@@ -604,7 +592,8 @@ func serversUp(ctx context.Context, client *http.Client, admin, name string, wan
 	return nil
 }
 
-func statusOK(ctx context.Context, client *http.Client, url string) error {
+// getOK fails unless GET url answers 200; it decodes the JSON body into v unless v is nil.
+func getOK(ctx context.Context, client *http.Client, url string, v any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
@@ -613,12 +602,15 @@ func statusOK(ctx context.Context, client *http.Client, url string) error {
 	if err != nil {
 		return err
 	}
-	io.Copy(io.Discard, resp.Body) //nolint:errcheck // only the status matters
-	resp.Body.Close()
+	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("status %d", resp.StatusCode)
+		return fmt.Errorf("GET %s: status %d", url, resp.StatusCode)
 	}
-	return nil
+	if v == nil {
+		_, err = io.Copy(io.Discard, resp.Body)
+		return err
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
 }
 
 // poll calls check every 200 ms until it returns nil, ctx ends or timeout passes; the error

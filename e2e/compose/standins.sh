@@ -52,17 +52,27 @@ import() {
 
 ca_bundle=/etc/ssl/certs/ca-certificates.crt
 
+# skeleton ROOT SHELL: the files every stand-in has: the CA bundle, a /tmp for everyone, and root
+# in passwd and group with login shell SHELL.
+skeleton() {
+	local root=$1
+	mkdir -p "$root/etc/ssl/certs" "$root/tmp"
+	chmod 1777 "$root/tmp"
+	cp "$ca_bundle" "$root/etc/ssl/certs/"
+	echo "root:x:0:0:root:/root:$2" >"$root/etc/passwd"
+	echo 'root:x:0:' >"$root/etc/group"
+}
+
 # --- runtime base: distroless static nonroot -------------------------------------------------
 make_runtime() {
 	local image=$prefix/static:nonroot sum
 	sum=$( (echo runtime-1; cat "$ca_bundle") | digest)
 	current "$image" "$sum" && { echo "standins: $image is current"; return; }
 	local root=$work/runtime
-	mkdir -p "$root/etc/ssl/certs" "$root/tmp" "$root/home/nonroot"
-	chmod 1777 "$root/tmp"
-	cp "$ca_bundle" "$root/etc/ssl/certs/"
-	printf 'root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >"$root/etc/passwd"
-	printf 'root:x:0:\nnobody:x:65534:\nnonroot:x:65532:\n' >"$root/etc/group"
+	skeleton "$root" /sbin/nologin
+	mkdir -p "$root/home/nonroot"
+	printf 'nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >>"$root/etc/passwd"
+	printf 'nobody:x:65534:\nnonroot:x:65532:\n' >>"$root/etc/group"
 	chown 65532:65532 "$root/home/nonroot"
 	import "$root" "$image" "$sum" --change 'USER 65532:65532' --change 'WORKDIR /home/nonroot' \
 		--change 'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt'
@@ -77,8 +87,8 @@ make_builder() {
 	sum=$( (echo builder-2; go version; cat "$repo"/casts/go.sum "$repo"/movies/go.sum) | digest)
 	current "$image" "$sum" && { echo "standins: $image is current"; return; }
 	local root=$work/builder deb
-	mkdir -p "$root/bin" "$root/usr/local" "$root/etc/ssl/certs" "$root/tmp" "$root/go/proxy" "$root/root"
-	chmod 1777 "$root/tmp"
+	skeleton "$root" /bin/sh
+	mkdir -p "$root/bin" "$root/usr/local" "$root/go/proxy" "$root/root"
 	deb=$(ls "$cache"/busybox-static_*.deb 2>/dev/null | head -1 || true)
 	if [ -z "$deb" ]; then
 		(cd "$cache" && apt-get download busybox-static >/dev/null 2>&1) || {
@@ -93,9 +103,6 @@ make_builder() {
 		[ -e "$root/bin/$cmd" ] || ln -s busybox "$root/bin/$cmd"
 	done
 	cp -a "$goroot" "$root/usr/local/go"
-	cp "$ca_bundle" "$root/etc/ssl/certs/"
-	echo 'root:x:0:0:root:/root:/bin/sh' >"$root/etc/passwd"
-	echo 'root:x:0:' >"$root/etc/group"
 	# Every module (and go.mod of every module in the graph) of both services, as the proxy serves them.
 	local svc
 	for svc in casts movies; do
@@ -157,12 +164,9 @@ make_traefik() {
 	sum=$( (echo traefik-1; cat "$bin") | digest)
 	current "$image" "$sum" && { echo "standins: $image is current"; return; }
 	local root=$work/traefik
-	mkdir -p "$root/usr/local/bin" "$root/etc/ssl/certs" "$root/tmp"
-	chmod 1777 "$root/tmp"
+	skeleton "$root" /sbin/nologin
+	mkdir -p "$root/usr/local/bin"
 	cp "$bin" "$root/usr/local/bin/traefik"
-	cp "$ca_bundle" "$root/etc/ssl/certs/"
-	echo 'root:x:0:0:root:/root:/sbin/nologin' >"$root/etc/passwd"
-	echo 'root:x:0:' >"$root/etc/group"
 	import "$root" "$image" "$sum" --change 'ENV PATH=/usr/local/bin' \
 		--change 'ENTRYPOINT ["traefik"]' --change 'EXPOSE 80'
 }

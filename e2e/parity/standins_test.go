@@ -1,16 +1,14 @@
 package parity
 
 import (
-	"bufio"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/movies-microservices/e2e/compose"
 )
 
 var standinsFile = filepath.Join(repoRoot, "e2e", "compose", "standins.yaml")
@@ -18,32 +16,13 @@ var standinsFile = filepath.Join(repoRoot, "e2e", "compose", "standins.yaml")
 // standinPrefix names every stand-in image: never an official image's name.
 const standinPrefix = "movies-microservices-standin/"
 
-// loadWithStandins loads compose.yaml with the stand-in override after it, as
-// `docker compose -f compose.yaml -f e2e/compose/standins.yaml` does.
-func loadWithStandins(t *testing.T) *types.Project {
-	t.Helper()
-	opts, err := cli.NewProjectOptions([]string{composeFile, standinsFile},
-		cli.WithWorkingDirectory(repoRoot),
-		cli.WithEnvFiles(envExample),
-		cli.WithDotEnv,
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	project, err := opts.LoadProject(t.Context())
-	if err != nil {
-		t.Fatalf("compose.yaml with %s: %v", standinsFile, err)
-	}
-	return project
-}
-
 // TestStandinsSwapOnlyImages: the stand-in override changes the images (and, for the imported
 // PostgreSQL image, which cannot carry a STOPSIGNAL, the stop signal the official image has),
 // nothing else; each stand-in is under the project's own name, with the tag of the image it
 // stands for; the build arguments it sets are the Dockerfiles' base-image arguments.
 func TestStandinsSwapOnlyImages(t *testing.T) {
 	t.Parallel()
-	official, standin := loadProject(t), loadWithStandins(t)
+	official, standin := loadProject(t), loadProject(t, standinsFile)
 	for name, want := range official.Services {
 		got := standin.Services[name]
 		if got.Build == nil {
@@ -89,27 +68,8 @@ func imageNameTag(image string) (name, tag string) {
 // dockerfileBaseArgs are the ARGs before a Dockerfile's first FROM, with their defaults.
 func dockerfileBaseArgs(t *testing.T, path string) map[string]string {
 	t.Helper()
-	f, err := os.Open(path)
+	args, err := compose.DockerfileBaseArgs(path)
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	args := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 2 {
-			continue
-		}
-		if strings.EqualFold(fields[0], "FROM") {
-			break
-		}
-		if strings.EqualFold(fields[0], "ARG") {
-			name, value, _ := strings.Cut(fields[1], "=")
-			args[name] = value
-		}
-	}
-	if err := sc.Err(); err != nil {
 		t.Fatal(err)
 	}
 	return args

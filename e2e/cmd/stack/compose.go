@@ -1,16 +1,17 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -177,42 +178,15 @@ func officialImages(ctx context.Context, root string) ([]string, error) {
 			add(svc.Image)
 			continue
 		}
-		args, err := dockerfileBaseArgs(filepath.Join(svc.Build.Context, svc.Build.Dockerfile))
+		args, err := compose.DockerfileBaseArgs(filepath.Join(svc.Build.Context, svc.Build.Dockerfile))
 		if err != nil {
 			return nil, err
 		}
-		for _, image := range args {
-			add(image)
+		for _, name := range slices.Sorted(maps.Keys(args)) {
+			add(args[name])
 		}
 	}
 	return images, nil
-}
-
-// dockerfileBaseArgs are the defaults of the ARGs before a Dockerfile's first FROM: its base
-// images.
-func dockerfileBaseArgs(path string) ([]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("stack compose: %w", err)
-	}
-	defer f.Close()
-	var images []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) == 0 {
-			continue
-		}
-		switch strings.ToUpper(fields[0]) {
-		case "FROM":
-			return images, nil
-		case "ARG":
-			if _, value, ok := strings.Cut(fields[1], "="); ok {
-				images = append(images, value)
-			}
-		}
-	}
-	return images, sc.Err()
 }
 
 func firstLine(s string) string {
