@@ -70,16 +70,17 @@ func castDeletedEvent(t *testing.T, castID int64) event {
 	return event{ID: newEventID(t), Type: "cast.deleted", OccurredAt: time.Now().UTC().Format(time.RFC3339Nano), CastID: castID}
 }
 
-// meshURL is Traefik's mesh entrypoint, which only the suite's own stack exposes (or E2E_MESH_URL).
+// meshURL is Traefik's mesh entrypoint: E2E_MESH_URL if set, else where the stack under test
+// publishes it (the Compose project on 127.0.0.1 only, through the suite's test override).
 func meshURL(t *testing.T) string {
 	t.Helper()
-	if suite.stack != nil {
-		return suite.stack.URLs().Mesh
-	}
 	if u := os.Getenv("E2E_MESH_URL"); u != "" {
 		return u
 	}
-	t.Skip("the mesh entrypoint is reachable only on the suite's own stack: set E2E_MESH_URL to drive another one")
+	if suite.target != nil {
+		return suite.target.URLs().Mesh
+	}
+	skip(t, "the mesh entrypoint is not published for the public: set E2E_MESH_URL to where it is reachable")
 	return ""
 }
 
@@ -220,7 +221,7 @@ func TestCastDeletionReachesMovies(t *testing.T) {
 // service is back; no event is lost. E2E_MOVIES_OUTAGE sets how long the outage lasts (5s unless
 // set; the "a minute" is E2E_MOVIES_OUTAGE=1m).
 func TestCastDeletionWhileMoviesDown(t *testing.T) {
-	needOwnStack(t)
+	s := needTarget(t)
 	outage := 5 * time.Second
 	if v := os.Getenv("E2E_MOVIES_OUTAGE"); v != "" {
 		d, err := time.ParseDuration(v)
@@ -238,14 +239,14 @@ func TestCastDeletionWhileMoviesDown(t *testing.T) {
 	one := createMovie(t, movie{Name: unique("Outage One"), CastIDs: []int64{deleted[1].ID}})
 	acked := meshEventsAcknowledged(t)
 
-	if err := suite.stack.StopService(stack.ServiceMovies); err != nil {
+	if err := s.StopService(stack.ServiceMovies); err != nil {
 		t.Fatal(err)
 	}
 	restarted := false
 	restart := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if err := suite.stack.StartService(ctx, stack.ServiceMovies); err != nil {
+		if err := s.StartService(ctx, stack.ServiceMovies); err != nil {
 			t.Fatalf("start movies again: %v", err)
 		}
 		restarted = true
@@ -411,7 +412,7 @@ func TestMovieExpandCasts(t *testing.T) {
 
 // TestMovieExpandCastsDown is not parallel: it stops the cast service.
 func TestMovieExpandCastsDown(t *testing.T) {
-	needOwnStack(t)
+	needTarget(t)
 	c := createCast(t, unique("Unreachable Cast"))
 	name := unique("Expanded While Down")
 	m := createMovie(t, movie{Name: name, CastIDs: []int64{c.ID}})

@@ -5,86 +5,54 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/movies-microservices/e2e/stack"
 )
 
-// TestDatabaseRolesIsolated: in the stack the suite runs, each service's role reaches only its
-// own database, holds no administrative power, and is the role the service connects with.
-func TestDatabaseRolesIsolated(t *testing.T) {
+// TestDatabasesIsolated: each service reaches its own database and not the other's, from where
+// it runs and with its own credentials, and holds sessions only on its own. On the process stack
+// both databases share one cluster and the roles keep them apart (each database is open to its
+// own role only; e2e/stack's tests check the roles' privileges); in the Compose project each has
+// a server of its own on a network shared only with its service, so the other service's
+// container cannot even reach it.
+func TestDatabasesIsolated(t *testing.T) {
 	t.Parallel()
-	needOwnStack(t)
-	const (
-		allowed          = ""
-		permissionDenied = "42501" // no CONNECT privilege on the database
-	)
-	tests := []struct {
-		role, database, want string
-	}{
-		{stack.ServiceCasts, "casts", allowed},
-		{stack.ServiceMovies, "movies", allowed},
-		{stack.ServiceCasts, "movies", permissionDenied},
-		{stack.ServiceMovies, "casts", permissionDenied},
-		{stack.ServiceCasts, "postgres", permissionDenied},
-		{stack.ServiceMovies, "postgres", permissionDenied},
-		{stack.ServiceCasts, "template1", permissionDenied},
-		{stack.ServiceMovies, "template1", permissionDenied},
-	}
-	for _, tt := range tests {
-		t.Run(tt.role+" to "+tt.database, func(t *testing.T) {
-			t.Parallel()
-			ctx := t.Context()
-			conn, err := pgx.Connect(ctx, suite.stack.DatabaseURL(tt.role, tt.database))
-			if diff := cmp.Diff(tt.want, sqlState(err)); diff != "" {
-				t.Fatalf("connect: SQLSTATE (-want +got):\n%s", diff)
-			}
-			if err != nil {
-				return
-			}
-			defer conn.Close(ctx)
-			var super, createRole, createDB bool
-			err = conn.QueryRow(ctx, `SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = current_user`).
-				Scan(&super, &createRole, &createDB)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if super || createRole || createDB {
-				t.Errorf("role %s: superuser %t, createrole %t, createdb %t; want none", tt.role, super, createRole, createDB)
-			}
-		})
+	s := needTarget(t)
+	services := []string{stack.ServiceCasts, stack.ServiceMovies}
+	for _, from := range services {
+		for _, to := range services {
+			t.Run(from+" to "+to, func(t *testing.T) {
+				t.Parallel()
+				err := s.ReachDatabase(t.Context(), from, to)
+				switch {
+				case from == to && err != nil:
+					t.Errorf("%s cannot reach its own database: %v", from, err)
+				case from != to && err == nil:
+					t.Errorf("%s reaches the database of %s", from, to)
+				case from != to:
+					t.Logf("refused, as it should be: %v (SQLSTATE %s)", err, sqlState(err))
+				}
+			})
+		}
 	}
 
 	t.Run("services connect as their own role", func(t *testing.T) {
 		t.Parallel()
-		ctx := t.Context()
 		// Requests through both services, so that each holds pooled connections.
 		mustStatus(t, "list casts", call(t, "GET", "/api/v1/casts?limit=1", ""), http.StatusOK)
 		mustStatus(t, "list movies", call(t, "GET", "/api/v1/movies?limit=1", ""), http.StatusOK)
-		admin, err := pgx.Connect(ctx, suite.stack.DatabaseURL(stack.Superuser, "postgres"))
+		got, err := s.DatabaseSessions(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer admin.Close(ctx)
-		rows, err := admin.Query(ctx, `SELECT DISTINCT usename::text || '@' || datname::text FROM pg_stat_activity
-			WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND usename <> 'postgres' ORDER BY 1`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			t.Fatal(err)
-		}
-		// Only the services hold connections other than the superuser's, each to its own database.
+		// Only the services hold sessions, each to its own database.
 		if diff := cmp.Diff([]string{"casts@casts", "movies@movies"}, got); diff != "" {
-			t.Errorf("connections by role@database (-want +got):\n%s", diff)
+			t.Errorf("sessions by role@database (-want +got):\n%s", diff)
 		}
 	})
 }
@@ -103,17 +71,17 @@ func sqlState(err error) string {
 }
 
 // TestNoSecretInLogsOrErrors runs a database outage, when connection errors are most likely to
-// spell out connection details, then looks for the database passwords in every log file of the
-// stack and in every error body it got. Not parallel: the outage would fail the other tests,
-// which Go resumes only once this one is done.
+// spell out connection details, then looks for the database passwords in every log of the stack
+// (every process's log file, or every container's output) and in every error body it got. Not
+// parallel: the outage would fail the other tests, which Go resumes only once this one is done.
 func TestNoSecretInLogsOrErrors(t *testing.T) {
-	needOwnStack(t)
-	secrets := suite.stack.Secrets()
+	s := needTarget(t)
+	secrets := s.Secrets()
 	passwords := []string{secrets.Casts, secrets.Movies, secrets.Superuser}
 	if secrets.Casts == "" || secrets.Movies == "" {
 		t.Fatal("the stack reports no service passwords")
 	}
-	u := suite.stack.URLs()
+	u := s.URLs()
 	var bodies []string
 	get := func(url string) {
 		req, err := http.NewRequest(http.MethodGet, url, nil)
@@ -128,16 +96,16 @@ func TestNoSecretInLogsOrErrors(t *testing.T) {
 		bodies = append(bodies, url+" -> "+string(r.Body))
 	}
 
-	if err := suite.stack.StopPostgres(); err != nil {
+	if err := s.StopDatabases(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		if err := suite.stack.StartPostgres(ctx); err != nil {
-			t.Fatalf("start PostgreSQL again: %v", err)
+		if err := s.StartDatabases(ctx); err != nil {
+			t.Fatalf("start the databases again: %v", err)
 		}
-		if err := suite.stack.WaitReady(ctx); err != nil {
+		if err := s.WaitReady(ctx); err != nil {
 			t.Fatalf("services after the outage: %v", err)
 		}
 		// Until each pool has replaced its broken connections a request can still fail, and
@@ -167,28 +135,24 @@ func TestNoSecretInLogsOrErrors(t *testing.T) {
 
 	// Logs are written as the processes go, the services' batched every 100 ms: look once each
 	// service's warning about the outage has arrived.
-	for _, name := range []string{"casts.log", "movies.log"} {
-		waitFor(t, "the outage in "+name, 10*time.Second, func() error {
-			data, err := os.ReadFile(filepath.Join(suite.stack.LogDir(), name))
-			if err != nil {
-				return err
-			}
-			if !strings.Contains(string(data), "database unavailable") {
-				return fmt.Errorf("no %q line yet", "database unavailable")
-			}
-			return nil
-		})
-	}
-	files, err := filepath.Glob(filepath.Join(suite.stack.LogDir(), "*.log"))
-	if err != nil || len(files) < 5 {
-		t.Fatalf("log files %v (%v): want one per process", files, err)
-	}
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
+	var logs map[string]string
+	waitFor(t, "the outage in the services' logs", 10*time.Second, func() error {
+		var err error
+		if logs, err = s.Logs(context.Background()); err != nil {
+			return err
 		}
-		assertNoSecret(t, f, string(data), passwords)
+		for _, name := range []string{stack.ServiceCasts, stack.ServiceMovies} {
+			if !strings.Contains(logs[name], "database unavailable") {
+				return fmt.Errorf("no %q line in the log of %s yet", "database unavailable", name)
+			}
+		}
+		return nil
+	})
+	if len(logs) < 5 {
+		t.Fatalf("logs of %d parts, want one per part (both services, both databases or the cluster, Traefik)", len(logs))
+	}
+	for name, text := range logs {
+		assertNoSecret(t, "the log of "+name, text, passwords)
 	}
 }
 

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,43 +20,61 @@ import (
 // rotation by then (traefik/dynamic/routers.yml).
 const drainDelay = 4 * time.Second
 
-// startReplicatedStack starts a second, private stack with two replicas of each service, for tests
-// that restart or kill instances under load without disturbing the rest of the suite.
-func startReplicatedStack(t *testing.T) *stack.Stack {
+// replicated is the suite's second stack, started by the first test that needs it and stopped
+// after the last test: two replicas of each service, for tests that restart or kill instances
+// under load without disturbing the rest of the suite. Of the suite's kind: processes, or a
+// second Compose project on the same engine (which the tests of two projects rely on too).
+var replicated struct {
+	sync.Mutex
+	target target
+	err    error
+}
+
+// replicatedStack is the suite's replicated stack, started if it is not yet. Each test that
+// uses it leaves every replica running.
+func replicatedStack(t *testing.T) target {
 	t.Helper()
-	needOwnStack(t)
-	root, err := stack.FindRepoRoot(".")
-	if err != nil {
-		t.Fatal(err)
+	needTarget(t)
+	replicated.Lock()
+	defer replicated.Unlock()
+	if replicated.target == nil && replicated.err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		replicated.target, replicated.err = startTarget(ctx, "replicated", 2)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	s, err := stack.Start(ctx, stack.Options{RepoRoot: root, Replicas: 2, ShutdownDelay: drainDelay, LogLevel: "warn"})
-	if err != nil {
-		t.Fatalf("start a replicated stack: %v", err)
+	if replicated.err != nil {
+		t.Fatalf("start a replicated stack: %v", replicated.err)
 	}
+	s := replicated.target
 	t.Cleanup(func() {
 		if t.Failed() {
 			logTraefikWarnings(t, s)
-		}
-		if err := s.Stop(); err != nil {
-			t.Errorf("stop the replicated stack: %v", err)
 		}
 	})
 	return s
 }
 
+// stopReplicatedStack stops the replicated stack if a test started it.
+func stopReplicatedStack() error {
+	replicated.Lock()
+	defer replicated.Unlock()
+	if replicated.target == nil {
+		return nil
+	}
+	return replicated.target.Stop()
+}
+
 // logTraefikWarnings logs the last warnings and errors of a stack's Traefik (failed health checks,
-// mostly), which say when each replica left and rejoined the rotation; Stop removes the file.
-func logTraefikWarnings(t *testing.T, s *stack.Stack) {
+// mostly), which say when each replica left and rejoined the rotation; Stop removes them.
+func logTraefikWarnings(t *testing.T, s target) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(s.LogDir(), "traefik.log"))
+	logs, err := s.Logs(context.Background())
 	if err != nil {
 		t.Logf("traefik's log: %v", err)
 		return
 	}
 	var lines []string
-	for line := range strings.Lines(string(b)) {
+	for line := range strings.Lines(logs["traefik"]) {
 		if strings.Contains(line, " WRN ") || strings.Contains(line, " ERR ") {
 			lines = append(lines, line)
 		}
@@ -207,7 +223,7 @@ func getJSON(t *testing.T, url string, v any) int {
 // steady load through the gateway: not one request may fail, and every acknowledged write must be
 // readable afterwards. It fails if a replica stops without first draining (drainDelay 0).
 func TestRollingRestart(t *testing.T) {
-	s := startReplicatedStack(t)
+	s := replicatedStack(t)
 	gateway := s.URLs().Gateway
 
 	stop := make(chan struct{})

@@ -2,11 +2,11 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -30,7 +30,7 @@ type traefikService struct {
 func getAdmin(t *testing.T, path string, v any) {
 	t.Helper()
 	if suite.admin == "" {
-		t.Skip("E2E_ADMIN_URL is not set: Traefik's API is not reachable")
+		skip(t, "E2E_ADMIN_URL is not set: Traefik's API is not reachable")
 	}
 	resp, err := plainClient.Get(suite.admin + path)
 	if err != nil {
@@ -94,9 +94,7 @@ func TestGatewayRoutersHealthy(t *testing.T) {
 // shows up in Traefik's access log on that entrypoint.
 func TestMovieCastCheckGoesThroughMesh(t *testing.T) {
 	t.Parallel()
-	if suite.stack == nil {
-		t.Skip("reads Traefik's access log, which only the suite's own stack writes to a known place")
-	}
+	needTarget(t)
 	c := createCast(t, unique("Mesh Cast"))
 	createMovie(t, movie{Name: unique("Mesh Movie"), CastIDs: []int64{c.ID}})
 
@@ -121,17 +119,22 @@ type accessEntry struct {
 	RouterName     string `json:"RouterName"`
 	RequestPath    string `json:"RequestPath"`
 	Status         int    `json:"DownstreamStatus"`
+	ServiceName    string `json:"ServiceName"`
+	ServiceURL     string `json:"ServiceURL"` // the replica that served it
 }
 
-// readAccessLog reads the access log of the suite's own Traefik.
-func readAccessLog() ([]accessEntry, error) {
-	f, err := os.Open(filepath.Join(suite.stack.LogDir(), "traefik-access.log"))
+// readAccessLog reads the access log of the suite's Traefik.
+func readAccessLog() ([]accessEntry, error) { return parseAccessLog(suite.target) }
+
+// parseAccessLog reads the access log of a stack's Traefik: its JSON lines, whatever else is
+// among them (a container's output mixes both logs).
+func parseAccessLog(s target) ([]accessEntry, error) {
+	b, err := s.AccessLog(context.Background())
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
 	var entries []accessEntry
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(bytes.NewReader(b))
 	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
 	for sc.Scan() {
 		var e accessEntry

@@ -736,10 +736,10 @@ func checkServicesHealthy(t *testing.T) {
 	t.Helper()
 	mustStatus(t, "list casts through the gateway", call(t, "GET", "/api/v1/casts?limit=1", ""), http.StatusOK)
 	mustStatus(t, "list movies through the gateway", call(t, "GET", "/api/v1/movies?limit=1", ""), http.StatusOK)
-	if suite.stack == nil {
+	if suite.target == nil {
 		return
 	}
-	u := suite.stack.URLs()
+	u := suite.target.URLs()
 	for _, base := range append(u.Casts, u.Movies...) {
 		for _, path := range []string{"/livez", "/readyz"} {
 			resp, err := plainClient.Get(base + path)

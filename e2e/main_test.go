@@ -10,14 +10,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/movies-microservices/e2e/compose"
 	"github.com/movies-microservices/e2e/stack"
 )
 
 // suite is the stack under test, shared by every test of the package.
 var suite struct {
-	gateway string       // Traefik's public entrypoint
-	admin   string       // Traefik's API
-	stack   *stack.Stack // nil when driving a stack started elsewhere
+	gateway string // Traefik's public entrypoint
+	admin   string // Traefik's API
+	// target is the stack the suite acts on in fault tests: the processes it started itself, or
+	// the Compose project named by E2E_COMPOSE_PROJECT. Nil when driving a stack started
+	// elsewhere through its URLs only (E2E_BASE_URL without E2E_COMPOSE_PROJECT).
+	target target
 	// contracts are the OpenAPI documents the services serve, by path prefix.
 	contracts map[string]*contract
 }
@@ -31,17 +35,34 @@ func runSuite(m *testing.M) int {
 	ctx := context.Background()
 	suite.gateway = os.Getenv("E2E_BASE_URL")
 	suite.admin = os.Getenv("E2E_ADMIN_URL")
-	if suite.gateway == "" {
+	switch {
+	case os.Getenv(compose.EnvProject) != "":
+		root, err := stack.FindRepoRoot(".")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		p, err := compose.Attach(ctx, root, os.Getenv)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
+			return 1
+		}
+		suite.target = composeTarget{p}
+		if suite.gateway == "" {
+			suite.gateway, suite.admin = p.URLs().Gateway, p.URLs().Admin
+		}
+	case suite.gateway == "":
 		s, code, err := startStack(ctx)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return code
 		}
 		defer s.Stop()
-		suite.stack = s
+		suite.target = processTarget{s}
 		suite.gateway = s.URLs().Gateway
 		suite.admin = s.URLs().Admin
 	}
+	fmt.Fprintf(os.Stderr, "e2e: testing %s, gateway %s\n", describeTarget(suite.target), suite.gateway)
 
 	var err error
 	suite.contracts, err = loadContracts(ctx, suite.gateway)
@@ -49,7 +70,12 @@ func runSuite(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
 		return 1
 	}
-	return m.Run()
+	code := m.Run()
+	if err := stopReplicatedStack(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: stop the replicated stack: %v\n", err)
+		code = max(code, 1)
+	}
+	return code
 }
 
 // startStack starts a throwaway stack from bin/. Missing binaries fail the run in CI and skip it
@@ -78,12 +104,26 @@ func startStack(ctx context.Context) (*stack.Stack, int, error) {
 	return s, 0, nil
 }
 
-// needOwnStack skips tests that stop parts of the stack when the suite drives someone else's.
-func needOwnStack(t *testing.T) {
+// needTarget skips tests that act on the stack (stop services, read its logs) when the suite
+// drives one it cannot act on: only with E2E_BASE_URL and no E2E_COMPOSE_PROJECT. On the stacks
+// the suite starts, processes or Compose, nothing is skipped.
+func needTarget(t *testing.T) target {
 	t.Helper()
-	if suite.stack == nil {
-		t.Skip("this test stops and starts services: it runs only on the stack the suite starts itself (E2E_BASE_URL is set)")
+	if suite.target == nil {
+		skip(t, "this test acts on the stack (stops parts of it, reads its logs): it runs on the stack the suite starts, "+
+			"or on a Compose project named by E2E_COMPOSE_PROJECT, not through E2E_BASE_URL alone")
 	}
+	return suite.target
+}
+
+// skip skips t, except where no test may skip (E2E_NO_SKIP=1, as make e2e-compose sets it):
+// there it fails t, saying why.
+func skip(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("E2E_NO_SKIP") == "1" {
+		t.Fatal(why + " (E2E_NO_SKIP=1: no test may skip here)")
+	}
+	t.Skip(why)
 }
 
 // waitFor polls check until it returns nil or the deadline passes; it reports the last error.

@@ -172,7 +172,7 @@ func TestMovieListFiltersAndPages(t *testing.T) {
 // TestCastServiceDown is not parallel: it stops the cast service, which the parallel tests need.
 // Go runs it before any of them resumes.
 func TestCastServiceDown(t *testing.T) {
-	needOwnStack(t)
+	needTarget(t)
 	c := createCast(t, unique("Before The Outage"))
 	existing := createMovie(t, movie{Name: unique("Readable During Outage"), CastIDs: []int64{c.ID}})
 	name := unique("Written During Outage")
@@ -201,13 +201,13 @@ func TestCastServiceDown(t *testing.T) {
 // mesh's circuit breaker, which the outage tripped, has closed: later tests must meet neither.
 func stopCastsUntilCleanup(t *testing.T, probeID int64) {
 	t.Helper()
-	if err := suite.stack.StopService(stack.ServiceCasts); err != nil {
+	if err := suite.target.StopService(stack.ServiceCasts); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if err := suite.stack.StartService(ctx, stack.ServiceCasts); err != nil {
+		if err := suite.target.StartService(ctx, stack.ServiceCasts); err != nil {
 			t.Fatalf("start casts again: %v", err)
 		}
 		waitGatewayOK(t, "/api/v1/casts/"+itoa(probeID))

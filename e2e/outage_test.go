@@ -16,24 +16,25 @@ import (
 	"github.com/movies-microservices/e2e/stack"
 )
 
-// TestDatabaseOutage stops the PostgreSQL cluster under the suite's stack: through the gateway,
+// TestDatabaseOutage stops the databases under the suite's stack (the PostgreSQL cluster, or both
+// database containers): through the gateway,
 // for longer than Traefik takes to act on a failed health check, every request that needs the
 // database is answered 503 problem+json at once (not by hanging, and not by Traefik's plain-text
 // "no available server": its probe leaves the database out, so the instances stay in rotation and
 // answer for themselves); /readyz is 503 while /livez stays 200; and once the database is back
 // they serve again by themselves, without a restart.
 func TestDatabaseOutage(t *testing.T) {
-	needOwnStack(t)
-	urls := suite.stack.URLs()
+	s := needTarget(t)
+	urls := s.URLs()
 	c := createCast(t, unique("Outage Cast"))
 
-	if err := suite.stack.StopPostgres(); err != nil {
+	if err := s.StopDatabases(); err != nil {
 		t.Fatal(err)
 	}
 	restarted := false
 	t.Cleanup(func() {
 		if !restarted {
-			suite.stack.StartPostgres(context.Background()) //nolint:errcheck // best effort after a failure
+			s.StartDatabases(context.Background()) //nolint:errcheck // best effort after a failure
 		}
 	})
 
@@ -70,7 +71,7 @@ func TestDatabaseOutage(t *testing.T) {
 					method, r.path, rounds, ct, b)
 			}
 			checkProblem(t, method+" "+r.path, got)
-			if strings.Contains(string(b), suite.stack.Secrets().Casts) || strings.Contains(string(b), suite.stack.Secrets().Movies) {
+			if strings.Contains(string(b), s.Secrets().Casts) || strings.Contains(string(b), s.Secrets().Movies) {
 				t.Errorf("%s %s: the error body contains a database password", method, r.path)
 			}
 		}
@@ -89,7 +90,7 @@ func TestDatabaseOutage(t *testing.T) {
 		}
 	}
 
-	if err := suite.stack.StartPostgres(context.Background()); err != nil {
+	if err := s.StartDatabases(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	restarted = true
@@ -102,7 +103,7 @@ func TestDatabaseOutage(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := suite.stack.WaitReady(ctx); err != nil {
+	if err := s.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
 	waitMeshSettled(t, "GET", "/api/v1/casts/"+itoa(c.ID), "")
@@ -124,7 +125,7 @@ func statusOf(t *testing.T, url string) int {
 // carry Idempotency-Keys; clients retry what failed with the same key. Every 201 must be readable
 // afterwards and no key may have produced two rows.
 func TestCrashDurability(t *testing.T) {
-	s := startReplicatedStack(t)
+	s := replicatedStack(t)
 	gateway := s.URLs().Gateway
 	tag := unique("Crash")
 	client := &http.Client{Timeout: 30 * time.Second}

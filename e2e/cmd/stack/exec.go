@@ -68,27 +68,27 @@ func runExec(ctx context.Context, args []string, stderr io.Writer) error {
 }
 
 // startInterruptibly runs start, cancelling it on a signal. It returns what
-// start returned even then, so the caller can stop a cluster that came up
-// just as the signal arrived.
-func startInterruptibly(ctx context.Context, signals <-chan os.Signal, start func(context.Context) (*stack.Postgres, error)) (*stack.Postgres, error) {
+// start returned even then, so the caller can stop a cluster (or project) that
+// came up just as the signal arrived.
+func startInterruptibly[T any](ctx context.Context, signals <-chan os.Signal, start func(context.Context) (T, error)) (T, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type result struct {
-		pg  *stack.Postgres
-		err error
+		started T
+		err     error
 	}
 	done := make(chan result, 1)
 	go func() {
-		pg, err := start(ctx)
-		done <- result{pg, err}
+		started, err := start(ctx)
+		done <- result{started, err}
 	}()
 	select {
 	case r := <-done:
-		return r.pg, r.err
+		return r.started, r.err
 	case sig := <-signals:
 		cancel()
 		r := <-done
-		return r.pg, errors.Join(fmt.Errorf("stack exec: interrupted by %v", sig), r.err)
+		return r.started, errors.Join(fmt.Errorf("stack: interrupted by %v", sig), r.err)
 	}
 }
 

@@ -2,6 +2,7 @@
 //
 //	go run ./e2e/cmd/stack exec -- <command> [args...]
 //	go run ./e2e/cmd/stack run
+//	go run ./e2e/cmd/stack compose -- <command> [args...]
 //
 // See usage for the details.
 package main
@@ -37,6 +38,16 @@ commands:
           SHUTDOWN_DELAY [0s] how long a stopping replica fails /readyz before it
                              stops accepting (lets Traefik take it out of rotation)
         A port of 0 picks a free one. Delete .run/ to reset all local data.
+
+  compose [-images auto|official|standins] [-project NAME] -- COMMAND [ARGS...]
+        Build the images and bring up a throwaway Compose project of compose.yaml
+        (docker compose up --build --wait; default name movies-microservices-e2e),
+        everything published on 127.0.0.1 only on ports the engine picks; run
+        COMMAND with the E2E_* variables that point the e2e suite at it; then take
+        it down with its volumes (down -v), also on failure or Ctrl-C. Exits with
+        COMMAND's exit code. -images auto (E2E_COMPOSE_IMAGES) uses the official
+        images where the engine has or can pull them, else stand-ins made offline
+        by e2e/compose/standins.sh (e2e/compose/standins.yaml); it says which.
 `
 
 func main() {
@@ -66,6 +77,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runExec(ctx, args[1:], stderr)
 	case "run":
 		return runStack(ctx, getenv, stdout)
+	case "compose":
+		return runCompose(ctx, args[1:], getenv, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/movies-microservices/e2e/compose"
+	"github.com/movies-microservices/e2e/stack"
+)
+
+// runCompose runs a command against a throwaway Compose project of compose.yaml, which it always
+// takes down with its volumes: after the command ends, and on SIGINT or SIGTERM, which it passes
+// on to the command first.
+func runCompose(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("compose", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	images := fs.String("images", envOr(getenv, "E2E_COMPOSE_IMAGES", "auto"), "`which` base images: official, standins, or auto (official where the engine has or can pull them)")
+	name := fs.String("project", envOr(getenv, compose.EnvProject, "movies-microservices-e2e"), "Compose project `name`")
+	if err := fs.Parse(args); err != nil {
+		return exitCode(2)
+	}
+	command := fs.Args()
+	if len(command) == 0 {
+		fmt.Fprint(stderr, "stack compose: no command given\n\n"+usage)
+		return exitCode(2)
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return fmt.Errorf("stack compose: %w", err)
+	}
+	root, err := stack.FindRepoRoot(wd)
+	if err != nil {
+		return err
+	}
+	if out, err := exec.CommandContext(ctx, "docker", "compose", "version").CombinedOutput(); err != nil {
+		return fmt.Errorf("stack compose: `docker compose version` failed (%v: %s): is a Docker engine running, "+
+			"and the Compose plugin installed (bash .ci/install-compose builds it)?", err, strings.TrimSpace(string(out)))
+	}
+
+	// From here on a signal must not kill us before the project is down.
+	signals := make(chan os.Signal, 4)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(signals)
+
+	opts := compose.Options{RepoRoot: root, Name: *name, Build: true, LogLevel: "warn", Progress: stderr}
+	switch *images {
+	case "official":
+	case "standins":
+		opts.Overrides = []string{compose.StandinsFile}
+	case "auto":
+		missing, err := officialImagesMissing(ctx, root, stderr)
+		if err != nil {
+			return err
+		}
+		if missing != "" {
+			fmt.Fprintf(stderr, "stack compose: %s; using stand-ins made offline (e2e/compose/standins.sh)\n", missing)
+			opts.Overrides = []string{compose.StandinsFile}
+		}
+	default:
+		return fmt.Errorf("stack compose: -images %q: want official, standins or auto", *images)
+	}
+	if opts.Overrides != nil {
+		// The stand-in Traefik image is bin/traefik.
+		cmd := exec.CommandContext(ctx, "make", "--no-print-directory", "-C", root, "traefik")
+		cmd.Stdout, cmd.Stderr = stderr, stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("stack compose: make traefik: %w", err)
+		}
+		cmd = exec.CommandContext(ctx, "bash", filepath.Join(root, "e2e", "compose", "standins.sh"))
+		cmd.Stdout, cmd.Stderr = stderr, stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("stack compose: make the stand-in images: %w", err)
+		}
+		fmt.Fprintf(stderr, "stack compose: images: stand-ins (%s)\n", compose.StandinsFile)
+	} else {
+		fmt.Fprintln(stderr, "stack compose: images: the official ones, as compose.yaml and the Dockerfiles name them")
+	}
+
+	started := time.Now()
+	p, err := startInterruptibly(ctx, signals, func(ctx context.Context) (*compose.Project, error) {
+		return compose.Up(ctx, opts)
+	})
+	if err != nil {
+		return err // Up took down what it had started
+	}
+	fmt.Fprintf(stderr, "stack compose: project %s up in %s\n", p.Name(), time.Since(started).Round(time.Second))
+
+	cmd := exec.Command(command[0], command[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(), p.Exports()...)
+	code := runChild(cmd, signals, stderr)
+	downCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+	defer cancel()
+	if err := p.Down(downCtx); err != nil {
+		fmt.Fprintf(stderr, "stack compose: %v\n", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	// The suite removes the projects it starts beside this one (NAME-...), unless it was killed.
+	if left, err := compose.RemoveProjects(downCtx, p.Name()); len(left) > 0 || err != nil {
+		fmt.Fprintf(stderr, "stack compose: removed projects left behind: %v %v\n", left, err)
+	}
+	return exitCode(code)
+}
+
+func envOr(getenv func(string) string, key, fallback string) string {
+	if v := getenv(key); v != "" {
+		return v
+	}
+	return fallback
+}
+
+// officialImagesMissing says which official image the engine neither has nor can pull, "" if
+// it has them all: the base images of the Dockerfiles (their ARG defaults) and compose.yaml's
+// own images.
+func officialImagesMissing(ctx context.Context, root string, progress io.Writer) (string, error) {
+	images, err := officialImages(ctx, root)
+	if err != nil {
+		return "", err
+	}
+	for _, image := range images {
+		if exec.CommandContext(ctx, "docker", "image", "inspect", image).Run() == nil {
+			continue
+		}
+		fmt.Fprintf(progress, "stack compose: pulling %s\n", image)
+		pullCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		out, err := exec.CommandContext(pullCtx, "docker", "pull", "--quiet", image).CombinedOutput()
+		cancel()
+		if err != nil {
+			return fmt.Sprintf("the engine cannot pull %s (%s)", image, firstLine(string(out))), nil
+		}
+	}
+	return "", nil
+}
+
+func officialImages(ctx context.Context, root string) ([]string, error) {
+	cmd := exec.CommandContext(ctx, "docker", "compose", "--project-directory", root, "--file", filepath.Join(root, "compose.yaml"),
+		"--env-file", filepath.Join(root, ".env.example"), "config", "--format", "json")
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("stack compose: docker compose config: %w", err)
+	}
+	var cfg struct {
+		Services map[string]struct {
+			Image string `json:"image"`
+			Build *struct {
+				Context    string `json:"context"`
+				Dockerfile string `json:"dockerfile"`
+			} `json:"build"`
+		} `json:"services"`
+	}
+	if err := json.Unmarshal(out, &cfg); err != nil {
+		return nil, fmt.Errorf("stack compose: docker compose config: %w", err)
+	}
+	seen := map[string]bool{}
+	var images []string
+	add := func(image string) {
+		if image != "" && !seen[image] {
+			seen[image] = true
+			images = append(images, image)
+		}
+	}
+	for _, svc := range cfg.Services {
+		if svc.Build == nil {
+			add(svc.Image)
+			continue
+		}
+		args, err := compose.DockerfileBaseArgs(filepath.Join(svc.Build.Context, svc.Build.Dockerfile))
+		if err != nil {
+			return nil, err
+		}
+		for _, name := range slices.Sorted(maps.Keys(args)) {
+			add(args[name])
+		}
+	}
+	return images, nil
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
