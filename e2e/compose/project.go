@@ -516,7 +516,7 @@ func (p *Project) WaitReady(ctx context.Context) error {
 	client := &http.Client{Timeout: 2 * time.Second}
 	for _, base := range append(u.Casts, u.Movies...) {
 		if err := poll(ctx, p.opts.ReadyTimeout, base+"/readyz answering 200", func() error {
-			return getOK(ctx, client, base+"/readyz", nil)
+			return stack.GetJSON(ctx, client, base+"/readyz", nil)
 		}); err != nil {
 			return err
 		}
@@ -577,7 +577,7 @@ func serversUp(ctx context.Context, client *http.Client, admin, name string, wan
 	var svc struct {
 		ServerStatus map[string]string `json:"serverStatus"`
 	}
-	if err := getOK(ctx, client, admin+"/api/http/services/"+name, &svc); err != nil {
+	if err := stack.GetJSON(ctx, client, admin+"/api/http/services/"+name, &svc); err != nil {
 		return err
 	}
 	up := 0
@@ -590,27 +590,6 @@ func serversUp(ctx context.Context, client *http.Client, admin, name string, wan
 		return fmt.Errorf("servers %v", svc.ServerStatus)
 	}
 	return nil
-}
-
-// getOK fails unless GET url answers 200; it decodes the JSON body into v unless v is nil.
-func getOK(ctx context.Context, client *http.Client, url string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: status %d", url, resp.StatusCode)
-	}
-	if v == nil {
-		_, err = io.Copy(io.Discard, resp.Body)
-		return err
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
 }
 
 // poll calls check every 200 ms until it returns nil, ctx ends or timeout passes; the error

@@ -161,14 +161,14 @@ func checkTraefik(ctx context.Context, client *http.Client, adminURL string, ser
 		return fmt.Errorf("GET /ping answered %d", status)
 	}
 	var routers []traefikRouter
-	if err := getJSON(ctx, client, adminURL+"/api/http/routers", &routers); err != nil {
+	if err := GetJSON(ctx, client, adminURL+"/api/http/routers", &routers); err != nil {
 		return err
 	}
 	if err := checkRouters(routers); err != nil {
 		return err
 	}
 	var services []traefikService
-	if err := getJSON(ctx, client, adminURL+"/api/http/services", &services); err != nil {
+	if err := GetJSON(ctx, client, adminURL+"/api/http/services", &services); err != nil {
 		return err
 	}
 	return checkServers(services, servers)
@@ -231,7 +231,9 @@ func checkServers(services []traefikService, servers []string) error {
 	return nil
 }
 
-func getJSON(ctx context.Context, client *http.Client, url string, v any) error {
+// GetJSON fails unless GET url answers 200, and decodes the JSON body into v;
+// with v nil it only reads the body.
+func GetJSON(ctx context.Context, client *http.Client, url string, v any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
@@ -243,6 +245,10 @@ func getJSON(ctx context.Context, client *http.Client, url string, v any) error 
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("GET %s answered %d", url, resp.StatusCode)
+	}
+	if v == nil {
+		_, err = io.Copy(io.Discard, resp.Body)
+		return err
 	}
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		return fmt.Errorf("GET %s: decode: %w", url, err)
