@@ -15,7 +15,8 @@ import (
 )
 
 // TestDatabasesIsolated: each service reaches its own database and not the other's, from where
-// it runs and with its own credentials, and holds sessions only on its own. On the process stack
+// it runs (on the process stack with its own credentials; on Compose, the server's port from the
+// service's own networks), and holds sessions only on its own. On the process stack
 // both databases share one cluster and the roles keep them apart (each database is open to its
 // own role only; e2e/stack's tests check the roles' privileges); in the Compose project each has
 // a server of its own on a network shared only with its service, so the other service's
@@ -150,6 +151,11 @@ func TestNoSecretInLogsOrErrors(t *testing.T) {
 	})
 	if len(logs) < 5 {
 		t.Fatalf("logs of %d parts, want one per part (both services, both databases or the cluster, Traefik)", len(logs))
+	}
+	for name, text := range logs {
+		if strings.TrimSpace(text) == "" {
+			t.Errorf("the log of %s is empty: the search below would find nothing there", name)
+		}
 	}
 	for name, text := range logs {
 		assertNoSecret(t, "the log of "+name, text, passwords)

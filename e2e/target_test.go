@@ -40,8 +40,10 @@ type target interface {
 	StartReplica(ctx context.Context, name string, i int) error
 	RestartReplica(ctx context.Context, name string, i int) error
 
-	// ReachDatabase tries to open a session on service to's database from where service from
-	// runs, with from's own credentials: nil if it can.
+	// ReachDatabase tries to reach service to's database from where service from runs: nil if
+	// it can. Processes open a session with from's own credentials (the roles keep the databases
+	// apart); Compose asks the server's port from inside from's container (pg_isready: the
+	// networks keep them apart).
 	ReachDatabase(ctx context.Context, from, to string) error
 	// DatabaseSessions lists the services' sessions on the databases as role@database.
 	DatabaseSessions(ctx context.Context) ([]string, error)

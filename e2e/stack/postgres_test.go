@@ -74,6 +74,22 @@ func TestProvisionIsolatesRoles(t *testing.T) {
 		}
 	})
 
+	// Each service's role owns its database and nothing else: no administrative power.
+	t.Run("no administrative power", func(t *testing.T) {
+		for _, db := range dbs {
+			conn := connect(t, pg.URL(db.Name, db.Password, db.Name))
+			var super, createRole, createDB bool
+			err := conn.QueryRow(ctx, `SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = current_user`).
+				Scan(&super, &createRole, &createDB)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if super || createRole || createDB {
+				t.Errorf("role %s: superuser %t, createrole %t, createdb %t; want none", db.Name, super, createRole, createDB)
+			}
+		}
+	})
+
 	t.Run("verifier matches the server's", func(t *testing.T) {
 		// Let the server hash a password, then compute the same verifier
 		// from its salt and iteration count.
