@@ -57,7 +57,7 @@ func routersFile(t *testing.T) map[string]fileRouter {
 func TestRoutersFromTheStacksProvider(t *testing.T) {
 	t.Parallel()
 	s := needTarget(t)
-	provider := map[string]string{"processes": "file", "compose": "docker"}[s.Kind()]
+	provider := providerOf(s)
 	want := routersFile(t)
 	var routers []struct {
 		Name        string   `json:"name"`
@@ -156,7 +156,7 @@ func TestTwoStacksSideBySide(t *testing.T) {
 	}{{"the suite's stack", suite.target, len(suite.target.URLs().Casts)}, {"the replicated stack", other, 2}} {
 		for _, service := range []string{stack.ServiceCasts, stack.ServiceMovies} {
 			var svc traefikService
-			getJSONFrom(t, tt.s.URLs().Admin+"/api/http/services/"+service+"@"+map[string]string{"processes": "file", "compose": "docker"}[tt.s.Kind()], &svc)
+			getJSONFrom(t, tt.s.URLs().Admin+"/api/http/services/"+service+"@"+providerOf(tt.s), &svc)
 			if len(svc.ServerStatus) != tt.replicas {
 				t.Errorf("%s: Traefik's %s service has servers %v, want its own %d", tt.name, service, svc.ServerStatus, tt.replicas)
 			}
@@ -260,4 +260,10 @@ func getJSONFrom(t *testing.T, url string, v any) {
 	if status := getJSON(t, url, v); status != http.StatusOK {
 		t.Fatalf("GET %s: status %d", url, status)
 	}
+}
+
+// providerOf names the Traefik provider that defines the routers and services of a stack:
+// the file provider for processes, the docker provider for Compose.
+func providerOf(s target) string {
+	return map[string]string{"processes": "file", "compose": "docker"}[s.Kind()]
 }
