@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -143,4 +144,80 @@ func parseAccessLog(s target) ([]accessEntry, error) {
 		}
 	}
 	return entries, sc.Err()
+}
+
+// TestGatewayMetrics: Traefik's Prometheus metrics count every request on the public entry
+// point, those Traefik answers itself included, and nothing per service (TraefikMetrics in
+// e2e/stack says why).
+func TestGatewayMetrics(t *testing.T) {
+	t.Parallel()
+	if suite.admin == "" {
+		skip(t, "E2E_ADMIN_URL is not set: Traefik's metrics are not reachable")
+	}
+	// webGET404 sums the counters of GET requests answered 404 on "web", and returns the text.
+	webGET404 := func() (float64, string) {
+		t.Helper()
+		resp, err := plainClient.Get(suite.admin + "/metrics")
+		if err != nil {
+			t.Fatalf("GET /metrics: %v", err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET /metrics: status %d", resp.StatusCode)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatalf("read /metrics: %v", err)
+		}
+		var sum float64
+		for _, line := range strings.Split(string(body), "\n") {
+			rest, ok := strings.CutPrefix(line, "traefik_entrypoint_requests_total{")
+			if !ok {
+				continue
+			}
+			labels, value, ok := strings.Cut(rest, "} ")
+			if !ok || !strings.Contains(labels, `code="404"`) || !strings.Contains(labels, `entrypoint="web"`) ||
+				!strings.Contains(labels, `method="GET"`) {
+				continue
+			}
+			var v float64
+			if _, err := fmt.Sscan(value, &v); err != nil {
+				t.Fatalf("metrics line %q: %v", line, err)
+			}
+			sum += v
+		}
+		return sum, string(body)
+	}
+	get := func(path string) {
+		t.Helper()
+		resp, err := plainClient.Get(suite.gateway + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("GET %s: status %d, want 404", path, resp.StatusCode)
+		}
+	}
+
+	before, _ := webGET404()
+	const n = 3
+	for i := 0; i < n; i++ {
+		get("/api/v1/movies/999999999")        // answered by the movie service
+		get("/no-such-path-" + itoa(int64(i))) // answered by the gateway's catch-all router
+	}
+	// Traefik counts a request once its answer is written, so the client may read the answer
+	// first. Other tests run beside this one: the counter may grow by more than 2n, never less.
+	var text string
+	waitFor(t, "the 404s in Traefik's metrics", 10*time.Second, func() error {
+		var after float64
+		after, text = webGET404()
+		if after < before+2*n {
+			return fmt.Errorf("GET 404 on web: counter %v -> %v, want it up by at least %d", before, after, 2*n)
+		}
+		return nil
+	})
+	if strings.Contains(text, "traefik_service_requests_total") {
+		t.Errorf("metrics per service are on, against TraefikMetrics in e2e/stack")
+	}
 }

@@ -235,8 +235,9 @@ func entryPointPort(t *testing.T, command []string, entryPoint string) string {
 	return ""
 }
 
-// TestTraefikTuningSameInBothModes: Traefik's access-log filters and GOGC are
-// those the local stack gives it (e2e/stack), which make bench measures.
+// TestTraefikTuningSameInBothModes: Traefik's access-log filters, metrics,
+// proxy engine (--experimental.*) and GOGC are those the local stack gives it
+// (e2e/stack), which make bench measures.
 func TestTraefikTuningSameInBothModes(t *testing.T) {
 	t.Parallel()
 
@@ -249,16 +250,19 @@ func TestTraefikTuningSameInBothModes(t *testing.T) {
 	}
 	var got []string
 	for _, arg := range traefik.Command {
-		if lower := strings.ToLower(arg); strings.HasPrefix(lower, "--accesslog.filters.") || strings.HasPrefix(lower, "--accesslog.addinternals") {
-			got = append(got, normalize(arg))
+		lower := strings.ToLower(arg)
+		for _, prefix := range []string{"--accesslog.filters.", "--accesslog.addinternals", "--metrics.", "--experimental."} {
+			if strings.HasPrefix(lower, prefix) {
+				got = append(got, normalize(arg))
+			}
 		}
 	}
 	var want []string
-	for _, flag := range stack.TraefikAccessLogFilters {
+	for _, flag := range slices.Concat(stack.TraefikAccessLogFilters, stack.TraefikMetrics) {
 		want = append(want, normalize(flag))
 	}
 	if diff := cmp.Diff(sorted(want), sorted(got)); diff != "" {
-		t.Errorf("traefik's --accessLog.filters.* and addInternals in compose.yaml differ from e2e/stack's (-stack +compose):\n%s", diff)
+		t.Errorf("traefik's --accessLog.filters.*, addInternals, --metrics.* and --experimental.* in compose.yaml differ from e2e/stack's (-stack +compose):\n%s", diff)
 	}
 	if got := env(project, "traefik", "GOGC"); got != stack.TraefikGOGC {
 		t.Errorf("traefik's GOGC in compose.yaml = %q, e2e/stack gives %q", got, stack.TraefikGOGC)
