@@ -83,7 +83,7 @@ func TestDashboardInBrowser(t *testing.T) {
 
 	t.Run("routers", func(t *testing.T) {
 		want := dashboardPage{Rows: map[string]string{}}
-		for _, name := range []string{"movies", "casts", "movies-mesh", "casts-mesh", "movies-internal", "not-found"} {
+		for _, name := range []string{"movies", "casts", "movies-read", "casts-read", "movies-mesh", "casts-mesh", "movies-internal", "not-found"} {
 			want.Rows[name] = "enabled"
 		}
 		waitDashboard(ctx, t, dashboard+"#/http/routers", keepRows(want.Rows), want)

@@ -53,6 +53,8 @@ func TestGatewayRoutersHealthy(t *testing.T) {
 	want := map[string]string{
 		"movies":      "web|PathPrefix(`/api/v1/movies`)",
 		"casts":       "web|PathPrefix(`/api/v1/casts`)",
+		"movies-read": "web|PathPrefix(`/api/v1/movies`) && (Method(`GET`) || Method(`HEAD`))",
+		"casts-read":  "web|PathPrefix(`/api/v1/casts`) && (Method(`GET`) || Method(`HEAD`))",
 		"movies-mesh": "mesh|PathPrefix(`/api/v1/movies`)",
 		"casts-mesh":  "mesh|PathPrefix(`/api/v1/casts`)",
 	}

@@ -14,7 +14,7 @@ import (
 )
 
 // Routers the file provider must define, as Traefik's API names them.
-var wantRouters = []string{"movies@file", "casts@file", "movies-mesh@file", "casts-mesh@file"}
+var wantRouters = []string{"movies@file", "casts@file", "movies-read@file", "casts-read@file", "movies-mesh@file", "casts-mesh@file"}
 
 // Variables that traefik/dynamic/routers.yml reads (through the file
 // provider's Go templates) for the servers of each service.

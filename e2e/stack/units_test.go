@@ -248,6 +248,7 @@ func TestTraefikArgsAndEnv(t *testing.T) {
 func TestCheckTraefik(t *testing.T) {
 	t.Parallel()
 	allRouters := `[{"name":"movies@file","status":"enabled"},{"name":"casts@file","status":"enabled"},
+		{"name":"movies-read@file","status":"enabled"},{"name":"casts-read@file","status":"enabled"},
 		{"name":"movies-mesh@file","status":"enabled"},{"name":"casts-mesh@file","status":"enabled"},
 		{"name":"api@internal","status":"enabled"}]`
 	upServices := `[{"name":"casts@file","serverStatus":{"http://127.0.0.1:8001":"UP"}},
@@ -261,7 +262,7 @@ func TestCheckTraefik(t *testing.T) {
 	}{
 		{"ready", allRouters, upServices, ""},
 		{"missing router", `[{"name":"movies@file","status":"enabled"},{"name":"casts@file","status":"enabled"},
-			{"name":"movies-mesh@file","status":"enabled"}]`, upServices, "router casts-mesh@file missing"},
+				{"name":"movies-mesh@file","status":"enabled"}]`, upServices, "router casts-mesh@file missing"},
 		{"disabled router", strings.Replace(allRouters, `"casts@file","status":"enabled"`,
 			`"casts@file","status":"disabled","error":["middleware \"nope@file\" does not exist"]`, 1), upServices,
 			`router casts@file is disabled: middleware "nope@file" does not exist`},
