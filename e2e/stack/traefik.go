@@ -47,9 +47,13 @@ var (
 	// request (make bench BENCH_PROFILE=1) and cannot count those: they never
 	// reach a service, and the problem pages the errors middleware fetches
 	// bypass the services' metrics. The services' own logs split the rest.
+	// addinternals lets the catch-all router's 404 in (its service is
+	// noop@internal, which Traefik leaves out of metrics by default); it also
+	// counts the requests to Traefik's own API, ping and metrics on "traefik".
 	TraefikMetrics = []string{
 		"--metrics.prometheus=true",
 		"--metrics.prometheus.addServicesLabels=false",
+		"--metrics.addinternals=true",
 	}
 	// TraefikGOGC lets Traefik's heap grow to three times the live data
 	// between collections instead of twice (Go's default, GOGC=100): it

@@ -219,6 +219,7 @@ func TestTraefikArgsAndEnv(t *testing.T) {
 		"--global.sendanonymoususage=false",
 		"--metrics.prometheus=true",
 		"--metrics.prometheus.addServicesLabels=false",
+		"--metrics.addinternals=true",
 		"--accesslog.filters.statuscodes=400-599",
 		"--accesslog.filters.retryattempts=true",
 		"--accesslog.filters.minduration=1s",
