@@ -235,9 +235,9 @@ func entryPointPort(t *testing.T, command []string, entryPoint string) string {
 	return ""
 }
 
-// TestTraefikTuningSameInBothModes: Traefik's access-log filters, metrics,
-// proxy engine (--experimental.*) and GOGC are those the local stack gives it
-// (e2e/stack), which make bench measures.
+// TestTraefikTuningSameInBothModes: Traefik's access-log filters, metrics and
+// GOGC are those the local stack gives it (e2e/stack), which make bench
+// measures; compose.yaml sets no --experimental.* flag, as the stack sets none.
 func TestTraefikTuningSameInBothModes(t *testing.T) {
 	t.Parallel()
 

@@ -9,9 +9,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// wantRouterNames are the routers ARCHITECTURE.md fixes: each service on the
-// public entrypoint (two routers: GET and HEAD without the body limit, the
-// other methods with it) and on the mesh, plus the movie service's internal
+// wantRouterNames are the routers ARCHITECTURE.md fixes, with each service's
+// public router split in two (GET and HEAD without the body limit, the other
+// methods with it): each service on the public entrypoint and on the mesh, plus the movie service's internal
 // API on the mesh only. Checked so that two empty sources do not pass as equal.
 var wantRouterNames = []string{"casts", "casts-mesh", "casts-read", "movies", "movies-internal", "movies-mesh", "movies-read"}
 

@@ -263,7 +263,8 @@ func TestCheckTraefik(t *testing.T) {
 	}{
 		{"ready", allRouters, upServices, ""},
 		{"missing router", `[{"name":"movies@file","status":"enabled"},{"name":"casts@file","status":"enabled"},
-				{"name":"movies-mesh@file","status":"enabled"}]`, upServices, "router casts-mesh@file missing"},
+			{"name":"movies-read@file","status":"enabled"},{"name":"casts-read@file","status":"enabled"},
+			{"name":"movies-mesh@file","status":"enabled"}]`, upServices, "router casts-mesh@file missing"},
 		{"disabled router", strings.Replace(allRouters, `"casts@file","status":"enabled"`,
 			`"casts@file","status":"disabled","error":["middleware \"nope@file\" does not exist"]`, 1), upServices,
 			`router casts@file is disabled: middleware "nope@file" does not exist`},
