@@ -30,6 +30,14 @@ type traefikService struct {
 
 func getAdmin(t *testing.T, path string, v any) {
 	t.Helper()
+	if err := json.Unmarshal(getAdminBody(t, path), v); err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+}
+
+// getAdminBody GETs path on Traefik's API entrypoint and returns the body of its 200.
+func getAdminBody(t *testing.T, path string) []byte {
+	t.Helper()
 	if suite.admin == "" {
 		skip(t, "E2E_ADMIN_URL is not set: Traefik's API is not reachable")
 	}
@@ -41,9 +49,11 @@ func getAdmin(t *testing.T, path string, v any) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET %s: status %d", path, resp.StatusCode)
 	}
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
 		t.Fatalf("GET %s: %v", path, err)
 	}
+	return body
 }
 
 func TestGatewayRoutersHealthy(t *testing.T) {
@@ -153,26 +163,12 @@ func parseAccessLog(s target) ([]accessEntry, error) {
 // e2e/stack says why). Not parallel: the parallel tests wait while it runs, so no other request
 // moves the counters it reads.
 func TestGatewayMetrics(t *testing.T) {
-	if suite.admin == "" {
-		skip(t, "E2E_ADMIN_URL is not set: Traefik's metrics are not reachable")
-	}
 	// webGET404 sums the counters of GET requests answered 404 on "web", and returns the text.
 	webGET404 := func() (float64, string) {
 		t.Helper()
-		resp, err := plainClient.Get(suite.admin + "/metrics")
-		if err != nil {
-			t.Fatalf("GET /metrics: %v", err)
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("GET /metrics: status %d", resp.StatusCode)
-		}
-		body, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatalf("read /metrics: %v", err)
-		}
+		body := string(getAdminBody(t, "/metrics"))
 		var sum float64
-		for _, line := range strings.Split(string(body), "\n") {
+		for _, line := range strings.Split(body, "\n") {
 			rest, ok := strings.CutPrefix(line, "traefik_entrypoint_requests_total{")
 			if !ok {
 				continue
@@ -188,18 +184,7 @@ func TestGatewayMetrics(t *testing.T) {
 			}
 			sum += v
 		}
-		return sum, string(body)
-	}
-	get := func(path string) {
-		t.Helper()
-		resp, err := plainClient.Get(suite.gateway + path)
-		if err != nil {
-			t.Fatalf("GET %s: %v", path, err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusNotFound {
-			t.Fatalf("GET %s: status %d, want 404", path, resp.StatusCode)
-		}
+		return sum, body
 	}
 
 	// Traefik counts a request once its answer is written, so the client may read the answer
@@ -212,7 +197,7 @@ func TestGatewayMetrics(t *testing.T) {
 	} {
 		before, _ := webGET404()
 		for i := 0; i < n; i++ {
-			get(kind.path)
+			mustStatus(t, kind.what, call(t, http.MethodGet, kind.path, ""), http.StatusNotFound)
 		}
 		waitFor(t, kind.what+" in Traefik's metrics", 10*time.Second, func() error {
 			var after float64
