@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -362,20 +363,43 @@ func (p *Project) URLs() stack.URLs {
 // superuser of its own server, as the official image makes POSTGRES_USER.
 func (p *Project) Secrets() stack.Secrets { return p.secrets }
 
+// refreshURLs reads every published port with one `docker compose ps`.
 func (p *Project) refreshURLs(ctx context.Context) error {
+	out, err := p.output(ctx, "ps", "--format", "json")
+	if err != nil {
+		return err
+	}
+	// published maps "container/private port" to the URL where the engine publishes it.
+	published := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if line == "" {
+			continue
+		}
+		var c struct {
+			Name       string
+			Publishers []struct {
+				URL           string
+				TargetPort    int
+				PublishedPort int
+			}
+		}
+		if err := json.Unmarshal([]byte(line), &c); err != nil {
+			return fmt.Errorf("compose: docker compose ps: %w", err)
+		}
+		for _, pub := range c.Publishers {
+			if pub.URL != "" && pub.PublishedPort != 0 {
+				published[c.Name+"/"+strconv.Itoa(pub.TargetPort)] = "http://" + net.JoinHostPort(pub.URL, strconv.Itoa(pub.PublishedPort))
+			}
+		}
+	}
 	port := func(service, private string, index int) (string, error) {
-		out, err := p.output(ctx, "port", "--index", strconv.Itoa(index), service, private)
-		if err != nil {
-			return "", err
+		container := p.Container(service, index-1)
+		if u, ok := published[container+"/"+private]; ok {
+			return u, nil
 		}
-		addr := strings.TrimSpace(string(out))
-		if addr == "" || strings.HasSuffix(addr, ":0") {
-			return "", fmt.Errorf("compose: %s-%d publishes no port for %s", service, index, private)
-		}
-		return "http://" + addr, nil
+		return "", fmt.Errorf("compose: %s publishes no port for %s", container, private)
 	}
 	var u stack.URLs
-	var err error
 	if u.Gateway, err = port(ServiceTraefik, "8080", 1); err != nil {
 		return err
 	}
@@ -552,22 +576,29 @@ func (p *Project) waitRouted(ctx context.Context, services ...string) error {
 	return nil
 }
 
-// waitHealthy waits until each container's health check passes.
+// waitHealthy waits until each container's health check passes, asking the engine about all of
+// them at once.
 func (p *Project) waitHealthy(ctx context.Context, containers []string) error {
-	for _, c := range containers {
-		err := poll(ctx, p.opts.ReadyTimeout, c+" healthy", func() error {
-			state, err := docker(ctx, "inspect", "--format", "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}", c)
-			if err != nil {
-				return err
-			}
-			if state != "running healthy" {
-				return fmt.Errorf("state %q", state)
-			}
-			return nil
-		})
+	err := poll(ctx, p.opts.ReadyTimeout, strings.Join(containers, ", ")+" healthy", func() error {
+		out, err := docker(ctx, append([]string{"inspect", "--format",
+			"{{.Name}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}"}, containers...)...)
 		if err != nil {
-			return fmt.Errorf("%w\n%s", err, p.describe(ctx))
+			return err
 		}
+		var waiting []string
+		for _, line := range strings.Split(out, "\n") {
+			name, state, _ := strings.Cut(strings.TrimPrefix(line, "/"), " ")
+			if state != "running healthy" {
+				waiting = append(waiting, fmt.Sprintf("%s %q", name, state))
+			}
+		}
+		if len(waiting) > 0 {
+			return fmt.Errorf("state %s", strings.Join(waiting, ", "))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("%w\n%s", err, p.describe(ctx))
 	}
 	return nil
 }
@@ -650,7 +681,7 @@ func (p *Project) ReachDatabase(ctx context.Context, from, to string) error {
 		if err == nil {
 			return nil
 		}
-		errs = append(errs, fmt.Errorf("%s: %s", host, firstLine(out+" "+err.Error())))
+		errs = append(errs, fmt.Errorf("%s: %s", host, FirstLine(out+" "+err.Error())))
 	}
 	return errors.Join(errs...)
 }
@@ -678,7 +709,8 @@ func (p *Project) DatabaseSessions(ctx context.Context) ([]string, error) {
 	return slices.Compact(sessions), nil
 }
 
-func firstLine(s string) string {
+// FirstLine is s trimmed, up to its first line break: the gist of a command's error output.
+func FirstLine(s string) string {
 	s = strings.TrimSpace(s)
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
 		return s[:i]

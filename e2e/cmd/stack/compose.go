@@ -140,7 +140,7 @@ func officialImagesMissing(ctx context.Context, root string, progress io.Writer)
 		out, err := exec.CommandContext(pullCtx, "docker", "pull", "--quiet", image).CombinedOutput()
 		cancel()
 		if err != nil {
-			return fmt.Sprintf("the engine cannot pull %s (%s)", image, firstLine(string(out))), nil
+			return fmt.Sprintf("the engine cannot pull %s (%s)", image, compose.FirstLine(string(out))), nil
 		}
 	}
 	return "", nil
@@ -187,12 +187,4 @@ func officialImages(ctx context.Context, root string) ([]string, error) {
 		}
 	}
 	return images, nil
-}
-
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
-	return s
 }
