@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -128,10 +129,7 @@ func startTarget(ctx context.Context, name string, replicas int) (target, error)
 		return nil, err
 	}
 	if p, ok := suite.target.(composeTarget); ok {
-		proj, err := compose.Up(ctx, compose.Options{
-			RepoRoot: root, Name: p.Name() + "-" + name, Overrides: p.Overrides(), Replicas: replicas,
-			Images: p.Name(), LogLevel: "warn", Progress: os.Stderr,
-		})
+		proj, err := p.upSibling(ctx, root, name, replicas, os.Stderr)
 		if err != nil {
 			return nil, err
 		}
@@ -142,6 +140,16 @@ func startTarget(ctx context.Context, name string, replicas int) (target, error)
 		return nil, err
 	}
 	return processTarget{s}, nil
+}
+
+// upSibling brings up another Compose project beside the suite's, named after it plus name, from
+// the images the suite's project built and with its overrides (replicas 0 and a nil progress
+// writer take compose.Options' defaults).
+func (p composeTarget) upSibling(ctx context.Context, root, name string, replicas int, progress io.Writer) (*compose.Project, error) {
+	return compose.Up(ctx, compose.Options{
+		RepoRoot: root, Name: p.Name() + "-" + name, Overrides: p.Overrides(), Replicas: replicas,
+		Images: p.Name(), LogLevel: "warn", Progress: progress,
+	})
 }
 
 // persistentTarget is a stack whose data outlives it.
@@ -160,9 +168,7 @@ func startPersistentTarget(ctx context.Context, name string) (persistentTarget, 
 		return nil, err
 	}
 	if p, ok := suite.target.(composeTarget); ok {
-		proj, err := compose.Up(ctx, compose.Options{
-			RepoRoot: root, Name: p.Name() + "-" + name, Overrides: p.Overrides(), Images: p.Name(), LogLevel: "warn",
-		})
+		proj, err := p.upSibling(ctx, root, name, 0, nil)
 		if err != nil {
 			return nil, err
 		}
