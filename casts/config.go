@@ -36,6 +36,20 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// DebugAddr, if set, is where Go's profiles are served (see startDebug).
 	DebugAddr string
+	// AuthVerify is whether writes need a verified access token. Off is for benchmarks only.
+	AuthVerify bool
+	// AuthIssuer, AuthJWKSURL and AuthAudience say which access tokens are taken: those of the
+	// identity provider AuthIssuer (exactly as its tokens' iss says it), signed by a key it
+	// publishes at AuthJWKSURL, meant for AuthAudience.
+	AuthIssuer   string
+	AuthJWKSURL  string
+	AuthAudience string
+	// AuthTokenURL is the provider's token endpoint, where the outbox relay gets its own access
+	// token (client credentials RelayClientID and RelayClientSecret, scope movies:events, audience
+	// AuthAudience). Empty only with AuthVerify off: then the relay sends no token.
+	AuthTokenURL      string
+	RelayClientID     string
+	RelayClientSecret string
 }
 
 // loadConfig reads the configuration and reports every missing or bad variable at once.
@@ -50,6 +64,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		// check, so the deployment sets it (compose: 4s, for Traefik's 2s interval + 1s timeout).
 		ShutdownDelay:   0,
 		ShutdownTimeout: 15 * time.Second,
+		AuthVerify:      true,
 	}
 	var errs []error
 
@@ -76,6 +91,8 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		// Not quoted back: a URL may carry credentials.
 		errs = append(errs, errors.New("CASTS_MOVIES_URL is not an absolute http:// or https:// URL (example http://127.0.0.1:8082)"))
 	}
+
+	errs = append(errs, loadAuthConfig(getenv, &cfg)...)
 
 	if v := getenv("CASTS_DEBUG_ADDR"); v != "" {
 		host, _, err := net.SplitHostPort(v)
@@ -120,6 +137,74 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	}
 
 	return cfg, errors.Join(errs...)
+}
+
+// loadAuthConfig reads the CASTS_AUTH_ and CASTS_RELAY_ variables into cfg.
+func loadAuthConfig(getenv func(string) string, cfg *Config) []error {
+	var errs []error
+	switch v := getenv("CASTS_AUTH_VERIFY"); v {
+	case "", "on":
+	case "off":
+		cfg.AuthVerify = false
+	default:
+		errs = append(errs, fmt.Errorf("CASTS_AUTH_VERIFY: %q is neither on nor off (off is for benchmarks only)", v))
+	}
+	// Verifying needs the provider's coordinates; without verification they are optional.
+	required := cfg.AuthVerify
+	cfg.AuthIssuer = getenv("CASTS_AUTH_ISSUER")
+	if cfg.AuthIssuer == "" && required {
+		errs = append(errs, errors.New("CASTS_AUTH_ISSUER is required (example http://127.0.0.1:4444/, exactly as the tokens' iss says it)"))
+	}
+	cfg.AuthAudience = getenv("CASTS_AUTH_AUDIENCE")
+	if cfg.AuthAudience == "" && required {
+		errs = append(errs, errors.New("CASTS_AUTH_AUDIENCE is required (example movies-microservices)"))
+	}
+	for _, u := range []struct {
+		name, example string
+		dst           *string
+		required      bool
+	}{
+		{"CASTS_AUTH_JWKS_URL", "http://127.0.0.1:4444/.well-known/jwks.json", &cfg.AuthJWKSURL, required},
+		{"CASTS_AUTH_TOKEN_URL", "http://127.0.0.1:4444/oauth2/token", &cfg.AuthTokenURL, required},
+	} {
+		*u.dst = getenv(u.name)
+		if err := checkURL(u.name, *u.dst, u.example, u.required); err != nil {
+			errs = append(errs, err)
+		}
+	}
+
+	// The relay's credentials come with the token endpoint, and without it they would go unused.
+	// The secret is never quoted back.
+	cfg.RelayClientID = getenv("CASTS_RELAY_CLIENT_ID")
+	cfg.RelayClientSecret = getenv("CASTS_RELAY_CLIENT_SECRET")
+	if required || cfg.AuthTokenURL != "" || cfg.RelayClientID != "" || cfg.RelayClientSecret != "" {
+		const why = "with CASTS_AUTH_TOKEN_URL: the outbox relay's credentials"
+		if cfg.AuthTokenURL == "" && !required {
+			errs = append(errs, errors.New("CASTS_AUTH_TOKEN_URL is required with CASTS_RELAY_CLIENT_ID and CASTS_RELAY_CLIENT_SECRET"))
+		}
+		if cfg.RelayClientID == "" {
+			errs = append(errs, errors.New("CASTS_RELAY_CLIENT_ID is required "+why))
+		}
+		if cfg.RelayClientSecret == "" {
+			errs = append(errs, errors.New("CASTS_RELAY_CLIENT_SECRET is required "+why))
+		}
+	}
+	return errs
+}
+
+// checkURL checks that the variable name holds an absolute http(s) URL, if required or set.
+func checkURL(name, v, example string, required bool) error {
+	if v == "" {
+		if required {
+			return fmt.Errorf("%s is required (example %s)", name, example)
+		}
+		return nil
+	}
+	if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		// Not quoted back: a URL may carry credentials.
+		return fmt.Errorf("%s is not an absolute http:// or https:// URL (example %s)", name, example)
+	}
+	return nil
 }
 
 // isLoopback reports whether host names this machine only.

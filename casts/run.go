@@ -23,6 +23,8 @@ import (
 	"github.com/movies-microservices/casts/internal/outbox"
 	"github.com/movies-microservices/casts/internal/postgres"
 	"github.com/rs/zerolog"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
 )
 
 // run is the whole program; main only reports its error. Tests call it with their own environment.
@@ -92,7 +94,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return nil
 	}
 
-	handler := api.NewServer(api.Deps{Logger: logger, Store: cast.NewStore(pool), Ready: ready, RequestTimeout: cfg.RequestTimeout})
+	handler := api.NewServer(api.Deps{
+		Logger: logger, Store: cast.NewStore(pool), Auth: newAuthenticator(ctx, cfg, logger), Ready: ready, RequestTimeout: cfg.RequestTimeout,
+	})
 	srv := &http.Server{
 		Addr:              cfg.Addr,
 		Handler:           handler,
@@ -152,8 +156,12 @@ const (
 // sweepInterval is how often expired idempotency keys are deleted.
 const sweepInterval = time.Hour
 
-// moviesEventsPath is where the movie service takes events, on the mesh entrypoint only.
-const moviesEventsPath = "/internal/v1/movies/events"
+// moviesEventsPath is where the movie service takes events, on the mesh entrypoint only, from
+// clients whose token grants moviesEventsScope.
+const (
+	moviesEventsPath  = "/internal/v1/movies/events"
+	moviesEventsScope = "movies:events"
+)
 
 // startRelay starts the outbox relay in the background. The returned function stops it, letting a
 // delivery in progress finish, and waits for it; calling it again does nothing.
@@ -162,12 +170,28 @@ func startRelay(ctx context.Context, pool *pgxpool.Pool, cfg Config, logger zero
 	if err != nil {
 		return nil, errors.New("CASTS_MOVIES_URL is not a URL")
 	}
-	relay, err := outbox.NewRelay(pool, outbox.RelayConfig{
+	rc := outbox.RelayConfig{
 		Endpoint:   base.JoinPath(moviesEventsPath).String(),
 		Timeout:    cfg.MoviesTimeout,
 		MaxBackoff: cfg.OutboxMaxBackoff,
 		Logger:     logger,
-	})
+	}
+	if cfg.AuthTokenURL != "" {
+		rc.Credentials = &clientcredentials.Config{
+			ClientID:     cfg.RelayClientID,
+			ClientSecret: cfg.RelayClientSecret,
+			TokenURL:     cfg.AuthTokenURL,
+			Scopes:       []string{moviesEventsScope},
+			// Hydra's default for a client (client_secret_basic); auto-detection would switch to the
+			// form after any failure of the token endpoint, even an outage.
+			AuthStyle: oauth2.AuthStyleInHeader,
+		}
+		if cfg.AuthAudience != "" {
+			// Hydra grants an audience only when asked for it.
+			rc.Credentials.EndpointParams = url.Values{"audience": {cfg.AuthAudience}}
+		}
+	}
+	relay, err := outbox.NewRelay(pool, rc)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
+	"github.com/movies-microservices/casts/internal/auth/authtest"
 	"github.com/movies-microservices/casts/internal/postgres/pgtest"
 	"github.com/rs/zerolog"
 )
@@ -91,6 +93,8 @@ func waitReady(t *testing.T, base string, runErr <-chan error) {
 type fakeMovies struct {
 	mu     sync.Mutex
 	events []map[string]any
+	// authorizations are the deliveries' Authorization headers.
+	authorizations []string
 }
 
 func (f *fakeMovies) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -105,6 +109,7 @@ func (f *fakeMovies) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Lock()
 	f.events = append(f.events, event)
+	f.authorizations = append(f.authorizations, r.Header.Get("Authorization"))
 	f.mu.Unlock()
 	w.WriteHeader(http.StatusOK)
 }
@@ -113,6 +118,30 @@ func (f *fakeMovies) received() []map[string]any {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]map[string]any(nil), f.events...)
+}
+
+// authEnv is the configuration that trusts iss, and gives the relay a client at a token endpoint
+// that issues it relayToken, which grants movies:events.
+func authEnv(t *testing.T, iss *authtest.Issuer) (env map[string]string, relayToken string) {
+	t.Helper()
+	token := iss.Token(t, "movies:events")
+	tokenSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if id, secret, _ := r.BasicAuth(); id != "casts-relay" || secret != "relay-secret" {
+			http.Error(w, `{"error":"invalid_client"}`, http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"access_token": token, "token_type": "bearer", "expires_in": 3600}) //nolint:errcheck // the client has gone
+	}))
+	t.Cleanup(tokenSrv.Close)
+	return map[string]string{
+		"CASTS_AUTH_ISSUER":         iss.URL,
+		"CASTS_AUTH_JWKS_URL":       iss.JWKSURL,
+		"CASTS_AUTH_AUDIENCE":       authtest.Audience,
+		"CASTS_AUTH_TOKEN_URL":      tokenSrv.URL + "/oauth2/token",
+		"CASTS_RELAY_CLIENT_ID":     "casts-relay",
+		"CASTS_RELAY_CLIENT_SECRET": "relay-secret",
+	}, token
 }
 
 func TestRun(t *testing.T) {
@@ -128,6 +157,10 @@ func TestRun(t *testing.T) {
 		"CASTS_LOG_LEVEL":    "info",
 		"CASTS_DEBUG_ADDR":   debugAddr,
 	}
+	iss := authtest.New(t)
+	auth, relayToken := authEnv(t, iss)
+	maps.Copy(env, auth)
+	token := iss.Token(t, "casts:write")
 	var logs lockedBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -155,6 +188,7 @@ func TestRun(t *testing.T) {
 	req, _ := http.NewRequest("POST", base+"/api/v1/casts", strings.NewReader(`{"name":"Song Kang-ho","nationality":"South Korean"}`))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Request-Id", "run-test-1")
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -197,6 +231,7 @@ func TestRun(t *testing.T) {
 
 	// Deleting the cast sends its cast.deleted event to the movie service.
 	req, _ = http.NewRequest("DELETE", base+"/api/v1/casts/"+strconv.FormatInt(created.ID, 10), nil)
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -212,6 +247,11 @@ func TestRun(t *testing.T) {
 	if got := movies.received(); len(got) != 1 || got[0]["type"] != "cast.deleted" || got[0]["cast_id"] != float64(created.ID) {
 		t.Errorf("events the movie service got = %v, want one cast.deleted of cast %d", got, created.ID)
 	}
+	movies.mu.Lock()
+	if diff := cmp.Diff([]string{"Bearer " + relayToken}, movies.authorizations); diff != "" {
+		t.Errorf("the event's Authorization, the relay's token (-want +got):\n%s", diff)
+	}
+	movies.mu.Unlock()
 
 	cancel()
 	waitRunReturns(t, runErr, "run after cancel", "run did not stop after its context was cancelled")
@@ -224,8 +264,8 @@ func TestRun(t *testing.T) {
 			continue
 		}
 		found = true
-		want := map[string]any{"method": "POST", "route": "POST /api/v1/casts", "status": float64(201), "message": "request"}
-		got := map[string]any{"method": entry["method"], "route": entry["route"], "status": entry["status"], "message": entry["message"]}
+		want := map[string]any{"method": "POST", "route": "POST /api/v1/casts", "status": float64(201), "client_id": authtest.ClientID, "message": "request"}
+		got := map[string]any{"method": entry["method"], "route": entry["route"], "status": entry["status"], "client_id": entry["client_id"], "message": entry["message"]}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("access log line (-want +got):\n%s", diff)
 		}
@@ -233,8 +273,10 @@ func TestRun(t *testing.T) {
 	if !found {
 		t.Errorf("no access log line with request_id run-test-1 in:\n%s", logs.String())
 	}
-	if strings.Contains(logs.String(), env["CASTS_DATABASE_URL"]) {
-		t.Error("the log contains the database URL")
+	for _, secret := range []string{env["CASTS_DATABASE_URL"], env["CASTS_RELAY_CLIENT_SECRET"], token, relayToken} {
+		if strings.Contains(logs.String(), secret) {
+			t.Errorf("the log contains %q", secret)
+		}
 	}
 	if err := run(context.Background(), []string{"casts", "healthcheck"}, func(k string) string { return env[k] }, io.Discard); err == nil {
 		t.Error("healthcheck succeeded after the service stopped")
@@ -247,11 +289,29 @@ func TestRunConfigErrors(t *testing.T) {
 		name string
 		env  map[string]string
 		want []string
+		// notWant must not be in the error: secrets, and what is not required.
+		notWant []string
 	}{
 		{
 			name: "missing and malformed",
 			env:  map[string]string{"CASTS_ADDR": "8001", "CASTS_LOG_LEVEL": "loud", "CASTS_DEBUG_ADDR": "6060", "CASTS_SHUTDOWN_DELAY": "soon"},
-			want: []string{"CASTS_ADDR", "CASTS_DATABASE_URL is required", "CASTS_MOVIES_URL is required", "CASTS_LOG_LEVEL", "CASTS_SHUTDOWN_DELAY", "CASTS_DEBUG_ADDR"},
+			want: []string{"CASTS_ADDR", "CASTS_DATABASE_URL is required", "CASTS_MOVIES_URL is required", "CASTS_LOG_LEVEL", "CASTS_SHUTDOWN_DELAY", "CASTS_DEBUG_ADDR",
+				"CASTS_AUTH_ISSUER is required", "CASTS_AUTH_JWKS_URL is required", "CASTS_AUTH_AUDIENCE is required", "CASTS_AUTH_TOKEN_URL is required",
+				"CASTS_RELAY_CLIENT_ID is required", "CASTS_RELAY_CLIENT_SECRET is required"},
+		},
+		{
+			name: "auth URLs and switch",
+			env: map[string]string{"CASTS_AUTH_VERIFY": "maybe", "CASTS_AUTH_JWKS_URL": "hydra:4444/.well-known/jwks.json", "CASTS_AUTH_TOKEN_URL": "ftp://hydra/oauth2/token",
+				"CASTS_RELAY_CLIENT_ID": "casts-relay", "CASTS_RELAY_CLIENT_SECRET": "s3cr3t-value"},
+			want: []string{`CASTS_AUTH_VERIFY: "maybe" is neither on nor off`, "CASTS_AUTH_JWKS_URL is not an absolute http:// or https:// URL",
+				"CASTS_AUTH_TOKEN_URL is not an absolute http:// or https:// URL"},
+			notWant: []string{"s3cr3t-value", "hydra:4444", "ftp://", "CASTS_RELAY_CLIENT_ID is required", "CASTS_RELAY_CLIENT_SECRET is required"},
+		},
+		{
+			name:    "verification off: the relay's credentials still come together",
+			env:     map[string]string{"CASTS_AUTH_VERIFY": "off", "CASTS_RELAY_CLIENT_SECRET": "s3cr3t-value"},
+			want:    []string{"CASTS_AUTH_TOKEN_URL is required with CASTS_RELAY_CLIENT_ID and CASTS_RELAY_CLIENT_SECRET", "CASTS_RELAY_CLIENT_ID is required"},
+			notWant: []string{"s3cr3t-value", "CASTS_AUTH_ISSUER", "CASTS_AUTH_JWKS_URL", "CASTS_AUTH_AUDIENCE", "CASTS_RELAY_CLIENT_SECRET is required"},
 		},
 		{
 			name: "movies URL and relay durations",
@@ -278,6 +338,11 @@ func TestRunConfigErrors(t *testing.T) {
 					t.Errorf("error does not name %s:\n%v", name, err)
 				}
 			}
+			for _, s := range tt.notWant {
+				if strings.Contains(err.Error(), s) {
+					t.Errorf("error says %s:\n%v", s, err)
+				}
+			}
 		})
 	}
 	if err := run(context.Background(), []string{"casts", "serve"}, func(string) string { return "" }, io.Discard); err == nil || errors.Is(err, context.Canceled) {
@@ -287,23 +352,42 @@ func TestRunConfigErrors(t *testing.T) {
 
 func TestLoadConfigDefaults(t *testing.T) {
 	t.Parallel()
-	env := map[string]string{"CASTS_DATABASE_URL": "postgres://u@127.0.0.1:5432/db", "CASTS_MOVIES_URL": "http://127.0.0.1:8082"}
+	env := map[string]string{
+		"CASTS_DATABASE_URL": "postgres://u@127.0.0.1:5432/db", "CASTS_MOVIES_URL": "http://127.0.0.1:8082",
+		"CASTS_AUTH_ISSUER": "http://127.0.0.1:4444/", "CASTS_AUTH_JWKS_URL": "http://127.0.0.1:4444/.well-known/jwks.json",
+		"CASTS_AUTH_AUDIENCE": "movies-microservices", "CASTS_AUTH_TOKEN_URL": "http://127.0.0.1:4444/oauth2/token",
+		"CASTS_RELAY_CLIENT_ID": "casts-relay", "CASTS_RELAY_CLIENT_SECRET": "secret",
+	}
 	cfg, err := loadConfig(func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Config{
-		Addr:             ":8001",
-		DatabaseURL:      env["CASTS_DATABASE_URL"],
-		MoviesURL:        env["CASTS_MOVIES_URL"],
-		MoviesTimeout:    5 * time.Second,
-		OutboxMaxBackoff: 10 * time.Second,
-		LogLevel:         zerolog.InfoLevel,
-		RequestTimeout:   10 * time.Second,
-		ShutdownTimeout:  15 * time.Second,
+		Addr:              ":8001",
+		DatabaseURL:       env["CASTS_DATABASE_URL"],
+		MoviesURL:         env["CASTS_MOVIES_URL"],
+		MoviesTimeout:     5 * time.Second,
+		OutboxMaxBackoff:  10 * time.Second,
+		LogLevel:          zerolog.InfoLevel,
+		RequestTimeout:    10 * time.Second,
+		ShutdownTimeout:   15 * time.Second,
+		AuthVerify:        true,
+		AuthIssuer:        env["CASTS_AUTH_ISSUER"],
+		AuthJWKSURL:       env["CASTS_AUTH_JWKS_URL"],
+		AuthAudience:      env["CASTS_AUTH_AUDIENCE"],
+		AuthTokenURL:      env["CASTS_AUTH_TOKEN_URL"],
+		RelayClientID:     env["CASTS_RELAY_CLIENT_ID"],
+		RelayClientSecret: env["CASTS_RELAY_CLIENT_SECRET"],
 	}
 	if diff := cmp.Diff(want, cfg); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
+	}
+
+	// Without verification (benchmarks) nothing about the identity provider is required.
+	off := map[string]string{"CASTS_DATABASE_URL": env["CASTS_DATABASE_URL"], "CASTS_MOVIES_URL": env["CASTS_MOVIES_URL"], "CASTS_AUTH_VERIFY": "off"}
+	cfg, err = loadConfig(func(k string) string { return off[k] })
+	if err != nil || cfg.AuthVerify {
+		t.Errorf("CASTS_AUTH_VERIFY=off alone: AuthVerify %v, err %v; want false and no error", cfg.AuthVerify, err)
 	}
 }
 
@@ -320,6 +404,8 @@ func TestRunGracefulShutdown(t *testing.T) {
 		"CASTS_ADDR":         addr,
 		"CASTS_DATABASE_URL": dbURL,
 		"CASTS_MOVIES_URL":   moviesSrv.URL,
+		// No identity provider: this test makes no write.
+		"CASTS_AUTH_VERIFY": "off",
 		// Long enough to see /readyz fail before the listener closes; the test does not wait it out.
 		"CASTS_SHUTDOWN_DELAY":  "2s",
 		"CASTS_REQUEST_TIMEOUT": "1m",

@@ -14,6 +14,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/movies-microservices/casts/internal/api"
+	"github.com/movies-microservices/casts/internal/auth"
+	"github.com/movies-microservices/casts/internal/auth/authtest"
 	"github.com/movies-microservices/casts/internal/cast"
 	"github.com/movies-microservices/casts/internal/postgres/pgtest"
 	"github.com/rs/zerolog"
@@ -41,11 +43,20 @@ type problemJSON struct {
 
 func newServer(t *testing.T) http.Handler {
 	t.Helper()
-	return api.NewServer(api.Deps{
+	return newServerWithToken(t, api.Deps{
 		Logger: zerolog.Nop(),
 		Store:  cast.NewStore(pgtest.Pool(t)),
 		Ready:  func(context.Context, bool) error { return nil },
 	})
+}
+
+// newServerWithToken returns the server of d that trusts a stand-in identity provider, and that
+// sends the requests without an Authorization header with a token granting casts:write.
+func newServerWithToken(t *testing.T, d api.Deps) http.Handler {
+	t.Helper()
+	iss := authtest.New(t)
+	d.Auth = auth.NewVerifier(iss.Config())
+	return authtest.WithToken(iss.Token(t, "casts:write"), api.NewServer(d))
 }
 
 type request struct {

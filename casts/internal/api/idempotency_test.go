@@ -21,8 +21,9 @@ import (
 )
 
 // newServerOn returns a server on pool, as a new instance of the service would be.
-func newServerOn(pool *pgxpool.Pool, requestTimeout time.Duration) http.Handler {
-	return api.NewServer(api.Deps{
+func newServerOn(t *testing.T, pool *pgxpool.Pool, requestTimeout time.Duration) http.Handler {
+	t.Helper()
+	return newServerWithToken(t, api.Deps{
 		Logger: zerolog.Nop(),
 		Store:  cast.NewStore(pool),
 		Ready: func(ctx context.Context, database bool) error {
@@ -75,7 +76,7 @@ func count(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) int {
 func TestCastCreateIdempotent(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.Pool(t)
-	h := newServerOn(pool, 0)
+	h := newServerOn(t, pool, 0)
 	casts := func(name string) int { return count(t, pool, "SELECT count(*) FROM casts WHERE name = $1", name) }
 
 	first := replyOf(t, do(t, h, post("key-1", "/api/v1/casts", `{"name":"Liv Ullmann","nationality":"Norwegian"}`)))
@@ -95,7 +96,7 @@ func TestCastCreateIdempotent(t *testing.T) {
 	}{
 		{"same request", h, post("key-1", "/api/v1/casts", `{"name":"Liv Ullmann","nationality":"Norwegian"}`)},
 		{"trailing slash, other spacing and key order", h, post("key-1", "/api/v1/casts/", `{ "nationality": "Norwegian", "name": " Liv Ullmann " }`)},
-		{"another instance", newServerOn(pool, 0), post("key-1", "/api/v1/casts", `{"name":"Liv Ullmann","nationality":"Norwegian"}`)},
+		{"another instance", newServerOn(t, pool, 0), post("key-1", "/api/v1/casts", `{"name":"Liv Ullmann","nationality":"Norwegian"}`)},
 	} {
 		if diff := cmp.Diff(want, replyOf(t, do(t, tt.h, tt.req))); diff != "" {
 			t.Errorf("%s: replay (-want +got):\n%s", tt.name, diff)
@@ -141,7 +142,7 @@ func TestCastCreateIdempotent(t *testing.T) {
 func TestCastCreateIdempotentFailureKeepsKey(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.Pool(t)
-	h := newServerOn(pool, 0)
+	h := newServerOn(t, pool, 0)
 
 	for _, req := range []request{
 		post("retry-me", "/api/v1/casts", `{"name":""}`),
@@ -178,7 +179,7 @@ func TestCastCreateIdempotentConcurrent(t *testing.T) {
 	url := pgtest.URL(t)
 	// The test's own statements use a pool of their own: the server's may be all taken by waiting requests.
 	pool, admin := openPool(t, url), openPool(t, url)
-	h := newServerOn(pool, 0)
+	h := newServerOn(t, pool, 0)
 
 	// Hold the first request inside its transaction, after it has claimed the key, by locking the
 	// table it inserts into.
@@ -256,7 +257,7 @@ func TestCastCreateIdempotentExpiry(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := pgtest.Pool(t)
-	h := newServerOn(pool, 0)
+	h := newServerOn(t, pool, 0)
 
 	first := replyOf(t, do(t, h, post("old-key", "/api/v1/casts", `{"name":"Ingrid Thulin"}`)))
 	if _, err := pool.Exec(ctx, "UPDATE idempotency_keys SET created_at = now() - interval '24 hours 1 second'"); err != nil {
@@ -288,7 +289,7 @@ func TestCastCreateIdempotentExpiry(t *testing.T) {
 func TestCastCreateIdempotencyKeyErrors(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.Pool(t)
-	h := newServerOn(pool, 0)
+	h := newServerOn(t, pool, 0)
 	want := problemJSON{
 		Type: "about:blank", Title: "Bad Request", Status: 400, Instance: "/api/v1/casts",
 		Detail: "the Idempotency-Key header must be sent once, with 1 to 255 printable ASCII characters",

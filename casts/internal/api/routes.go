@@ -8,8 +8,9 @@ import (
 )
 
 // addRoutes lists every endpoint. Each collection and item path is registered with and without a
-// trailing slash ({$} matches only the slash), so neither form redirects.
-func addRoutes(mux *http.ServeMux, store Store, ready func(context.Context, bool) error, v *validator.Validate) {
+// trailing slash ({$} matches only the slash), so neither form redirects. Reads are public; every
+// write needs a token that grants casts:write.
+func addRoutes(mux *http.ServeMux, store Store, auth Authenticator, ready func(context.Context, bool) error, v *validator.Validate) {
 	mux.Handle("GET /livez", handleLive())
 	mux.Handle("GET /readyz", handleReady(ready))
 	mux.Handle("GET /problems/{status}", handleGatewayProblem())
@@ -21,12 +22,12 @@ func addRoutes(mux *http.ServeMux, store Store, ready func(context.Context, bool
 
 	for _, base := range []string{"/api/v1/casts", "/api/v1/casts/{$}"} {
 		mux.Handle("GET "+base, handleCastList(store))
-		mux.Handle("POST "+base, handleCastCreate(store, v))
+		mux.Handle("POST "+base, requireScope(auth, "casts:write", handleCastCreate(store, v)))
 	}
 	for _, item := range []string{"/api/v1/casts/{id}", "/api/v1/casts/{id}/{$}"} {
 		mux.Handle("GET "+item, handleCastGet(store))
-		mux.Handle("PUT "+item, handleCastReplace(store, v))
-		mux.Handle("PATCH "+item, handleCastPatch(store, v))
-		mux.Handle("DELETE "+item, handleCastDelete(store))
+		mux.Handle("PUT "+item, requireScope(auth, "casts:write", handleCastReplace(store, v)))
+		mux.Handle("PATCH "+item, requireScope(auth, "casts:write", handleCastPatch(store, v)))
+		mux.Handle("DELETE "+item, requireScope(auth, "casts:write", handleCastDelete(store)))
 	}
 }

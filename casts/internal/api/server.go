@@ -26,6 +26,8 @@ type Store interface {
 type Deps struct {
 	Logger zerolog.Logger
 	Store  Store
+	// Auth checks the credentials of every write; nil refuses them all.
+	Auth Authenticator
 	// Ready reports whether the service can take traffic: false while shutting down or when the
 	// database does not answer.
 	// With database false it leaves the database out (see handleReady).
@@ -38,7 +40,7 @@ type Deps struct {
 // NewServer returns the service's whole HTTP handler.
 func NewServer(d Deps) http.Handler {
 	mux := http.NewServeMux()
-	addRoutes(mux, d.Store, d.Ready, newValidator())
+	addRoutes(mux, d.Store, d.Auth, d.Ready, newValidator())
 	// The deadline is set outside the access log, which must see the request the mux records the
 	// matched pattern on.
 	return withTimeout(d.RequestTimeout, withAccessLog(d.Logger, withProblemForUnrouted(mux)))

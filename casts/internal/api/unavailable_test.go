@@ -51,7 +51,7 @@ func TestDatabaseUnreachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	h := newServerOn(pool, 10*time.Second)
+	h := newServerOn(t, pool, 10*time.Second)
 
 	for _, req := range unavailableRequests {
 		t.Run(req.method+" "+req.path, func(t *testing.T) {
@@ -93,7 +93,7 @@ func TestDatabaseTooSlow(t *testing.T) {
 	ctx := context.Background()
 	url := pgtest.URL(t)
 	pool, admin := openPool(t, url), openPool(t, url)
-	h := newServerOn(pool, 200*time.Millisecond)
+	h := newServerOn(t, pool, 200*time.Millisecond)
 
 	// Every statement on casts waits for this lock: the database hangs, as far as requests can tell.
 	blocker, err := admin.Begin(ctx)
@@ -116,7 +116,7 @@ func TestDatabaseTooSlow(t *testing.T) {
 	}
 	// Another instance on the same pool, without the short deadline that could fail a request on a
 	// loaded machine: the pool recovers by itself.
-	h = newServerOn(pool, 0)
+	h = newServerOn(t, pool, 0)
 	for _, req := range []request{
 		{method: "POST", path: "/api/v1/casts", body: `{"name":"Pernilla August"}`, header: map[string]string{"Idempotency-Key": "outage"}},
 		{method: "GET", path: "/api/v1/casts"},

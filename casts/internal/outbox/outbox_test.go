@@ -54,8 +54,10 @@ type delivery struct {
 	at          time.Time
 	contentType string
 	requestID   string
-	body        map[string]any
-	castID      int64
+	// authorization is the Authorization header.
+	authorization string
+	body          map[string]any
+	castID        int64
 }
 
 // receiver stands in for the movie service: it records every delivery and answers with status(n),
@@ -85,7 +87,7 @@ func (rcv *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	raw, _ := io.ReadAll(r.Body)
-	d := delivery{at: time.Now(), contentType: r.Header.Get("Content-Type"), requestID: r.Header.Get("X-Request-Id")}
+	d := delivery{at: time.Now(), contentType: r.Header.Get("Content-Type"), requestID: r.Header.Get("X-Request-Id"), authorization: r.Header.Get("Authorization")}
 	json.Unmarshal(raw, &d.body) //nolint:errcheck // checked through d.body
 	var wire struct {
 		CastID int64 `json:"cast_id"`

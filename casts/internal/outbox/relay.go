@@ -16,6 +16,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
 )
 
 // Defaults of the RelayConfig fields left zero.
@@ -64,7 +66,10 @@ type RelayConfig struct {
 	// at once; the poll covers those it cannot get (its listening connection lost, or another
 	// replica delivering when they came). Zero means DefaultPollInterval.
 	PollInterval time.Duration
-	Logger       zerolog.Logger
+	// Credentials, if set, are the relay's own OAuth 2.0 client: every delivery carries an access
+	// token it gets from the token endpoint with them, and renews before it expires. Nil sends none.
+	Credentials *clientcredentials.Config
+	Logger      zerolog.Logger
 }
 
 // Relay delivers the outbox's events. It is meant to run in every replica of the service: the
@@ -74,6 +79,8 @@ type Relay struct {
 	cfg      RelayConfig
 	endpoint *url.URL
 	http     *http.Client
+	// tokens is the source of the deliveries' access tokens; nil without Credentials.
+	tokens *tokenSource
 }
 
 // NewRelay returns a relay that delivers the events in pool's outbox to cfg.Endpoint.
@@ -98,7 +105,39 @@ func NewRelay(pool *pgxpool.Pool, cfg RelayConfig) (*Relay, error) {
 		TLSHandshakeTimeout: cfg.Timeout,
 		ForceAttemptHTTP2:   true,
 	}
-	return &Relay{pool: pool, cfg: cfg, endpoint: endpoint, http: &http.Client{Transport: transport}}, nil
+	r := &Relay{pool: pool, cfg: cfg, endpoint: endpoint, http: &http.Client{Transport: transport}}
+	if cfg.Credentials != nil {
+		// The token endpoint is asked through the same transport, within the same timeout.
+		ctx := context.WithValue(context.Background(), oauth2.HTTPClient, &http.Client{Transport: transport, Timeout: cfg.Timeout})
+		r.tokens = &tokenSource{fresh: func() oauth2.TokenSource { return cfg.Credentials.TokenSource(ctx) }}
+		r.tokens.reset()
+		r.http.Transport = &oauth2.Transport{Source: r.tokens, Base: transport}
+	}
+	return r, nil
+}
+
+// tokenSource hands out the relay's access token, fetched once and renewed before it expires
+// (oauth2's ReuseTokenSource), and can be made to forget it: the receiver may refuse a token
+// before its expiry, after a key rotation for instance.
+type tokenSource struct {
+	fresh func() oauth2.TokenSource
+
+	mu      sync.Mutex
+	current oauth2.TokenSource
+}
+
+func (s *tokenSource) Token() (*oauth2.Token, error) {
+	s.mu.Lock()
+	current := s.current
+	s.mu.Unlock()
+	return current.Token()
+}
+
+// reset forgets the token: the next delivery gets a new one.
+func (s *tokenSource) reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.current = s.fresh()
 }
 
 func setDefault(d *time.Duration, def time.Duration) {
@@ -246,6 +285,9 @@ func (r *Relay) send(ctx context.Context, e Event) error {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) //nolint:errcheck // best effort
 		resp.Body.Close()
 	}()
+	if resp.StatusCode == http.StatusUnauthorized && r.tokens != nil {
+		r.tokens.reset()
+	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		why, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 		return fmt.Errorf("outbox: deliver event %s (%s): %s answered %s: %s",
