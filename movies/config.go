@@ -34,6 +34,14 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// DebugAddr, if set, is where Go's profiles are served (see startDebug).
 	DebugAddr string
+	// AuthVerify is whether writes need a verified access token. Off is for benchmarks only.
+	AuthVerify bool
+	// AuthIssuer, AuthJWKSURL and AuthAudience say which access tokens are taken: those of the
+	// identity provider AuthIssuer (exactly as its tokens' iss says it), signed by a key it
+	// publishes at AuthJWKSURL, meant for AuthAudience.
+	AuthIssuer   string
+	AuthJWKSURL  string
+	AuthAudience string
 }
 
 // loadConfig reads the configuration and reports every missing or bad variable at once.
@@ -47,6 +55,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		// check, so the deployment sets it (compose: 4s, for Traefik's 2s interval + 1s timeout).
 		ShutdownDelay:   0,
 		ShutdownTimeout: 15 * time.Second,
+		AuthVerify:      true,
 	}
 	var errs []error
 
@@ -72,6 +81,8 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		// Not quoted back: a URL may carry credentials.
 		errs = append(errs, errors.New("MOVIES_CASTS_URL is not an absolute http:// or https:// URL (example http://127.0.0.1:8082)"))
 	}
+
+	errs = append(errs, loadAuthConfig(getenv, &cfg)...)
 
 	if v := getenv("MOVIES_DEBUG_ADDR"); v != "" {
 		host, _, err := net.SplitHostPort(v)
@@ -115,6 +126,38 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	}
 
 	return cfg, errors.Join(errs...)
+}
+
+// loadAuthConfig reads the MOVIES_AUTH_ variables into cfg.
+func loadAuthConfig(getenv func(string) string, cfg *Config) []error {
+	var errs []error
+	switch v := getenv("MOVIES_AUTH_VERIFY"); v {
+	case "", "on":
+	case "off":
+		cfg.AuthVerify = false
+	default:
+		errs = append(errs, fmt.Errorf("MOVIES_AUTH_VERIFY: %q is neither on nor off (off is for benchmarks only)", v))
+	}
+	// Verifying needs the provider's coordinates; without verification they are optional.
+	required := cfg.AuthVerify
+	cfg.AuthIssuer = getenv("MOVIES_AUTH_ISSUER")
+	if cfg.AuthIssuer == "" && required {
+		errs = append(errs, errors.New("MOVIES_AUTH_ISSUER is required (example http://127.0.0.1:4444/, exactly as the tokens' iss says it)"))
+	}
+	cfg.AuthAudience = getenv("MOVIES_AUTH_AUDIENCE")
+	if cfg.AuthAudience == "" && required {
+		errs = append(errs, errors.New("MOVIES_AUTH_AUDIENCE is required (example movies-microservices)"))
+	}
+	cfg.AuthJWKSURL = getenv("MOVIES_AUTH_JWKS_URL")
+	if cfg.AuthJWKSURL == "" {
+		if required {
+			errs = append(errs, errors.New("MOVIES_AUTH_JWKS_URL is required (example http://127.0.0.1:4444/.well-known/jwks.json)"))
+		}
+	} else if u, err := url.Parse(cfg.AuthJWKSURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		// Not quoted back: a URL may carry credentials.
+		errs = append(errs, errors.New("MOVIES_AUTH_JWKS_URL is not an absolute http:// or https:// URL (example http://127.0.0.1:4444/.well-known/jwks.json)"))
+	}
+	return errs
 }
 
 // isLoopback reports whether host names this machine only.

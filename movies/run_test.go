@@ -19,6 +19,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
+	"github.com/movies-microservices/movies/internal/auth/authtest"
 	"github.com/movies-microservices/movies/internal/postgres/pgtest"
 	"github.com/rs/zerolog"
 )
@@ -143,9 +144,18 @@ type problemJSON struct {
 // send makes a request and decodes the JSON answer into out (if not nil).
 func send(t *testing.T, method, url, body, requestID string, out any) *http.Response {
 	t.Helper()
+	return sendWithToken(t, "", method, url, body, requestID, out)
+}
+
+// sendWithToken is send with a bearer token, if token is not "".
+func sendWithToken(t *testing.T, token, method, url, body, requestID string, out any) *http.Response {
+	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
@@ -173,6 +183,7 @@ func TestRun(t *testing.T) {
 	defer castsSrv.Close()
 
 	addr, debugAddr := freeAddr(t), freeAddr(t)
+	iss := authtest.New(t)
 	env := map[string]string{
 		"MOVIES_ADDR":          addr,
 		"MOVIES_DATABASE_URL":  pgtest.URL(t),
@@ -180,7 +191,11 @@ func TestRun(t *testing.T) {
 		"MOVIES_CASTS_TIMEOUT": "1s",
 		"MOVIES_LOG_LEVEL":     "info",
 		"MOVIES_DEBUG_ADDR":    debugAddr,
+		"MOVIES_AUTH_ISSUER":   iss.URL,
+		"MOVIES_AUTH_JWKS_URL": iss.JWKSURL,
+		"MOVIES_AUTH_AUDIENCE": authtest.Audience,
 	}
+	token := iss.Token(t, "movies:write")
 	var logs lockedBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -205,7 +220,7 @@ func TestRun(t *testing.T) {
 
 	// A movie whose casts all exist: one batch request to the cast service, with our request id.
 	var created movieJSON
-	resp := send(t, "POST", base+"/api/v1/movies", `{"name":"Mother","cast_ids":[2,1]}`, "run-test-1", &created)
+	resp := sendWithToken(t, token, "POST", base+"/api/v1/movies", `{"name":"Mother","cast_ids":[2,1]}`, "run-test-1", &created)
 	if resp.StatusCode != http.StatusCreated || created.Name != "Mother" {
 		t.Fatalf("POST: status %d, body %+v", resp.StatusCode, created)
 	}
@@ -236,7 +251,7 @@ func TestRun(t *testing.T) {
 
 	// A movie naming a cast that does not exist: 422 naming it, and nothing written.
 	var problem problemJSON
-	resp = send(t, "POST", base+"/api/v1/movies", `{"name":"Memories of Murder","cast_ids":[1,99]}`, "", &problem)
+	resp = sendWithToken(t, token, "POST", base+"/api/v1/movies", `{"name":"Memories of Murder","cast_ids":[1,99]}`, "", &problem)
 	if resp.StatusCode != http.StatusUnprocessableEntity || len(problem.Errors) != 1 || problem.Errors[0].Message != "cast 99 does not exist" {
 		t.Errorf("POST with a missing cast: status %d, problem %+v; want 422 naming cast 99", resp.StatusCode, problem)
 	}
@@ -262,7 +277,7 @@ func TestRun(t *testing.T) {
 	}
 
 	// The cast service's relay tells that cast 1 is gone: the movie drops it.
-	resp = send(t, "POST", base+"/internal/v1/movies/events",
+	resp = sendWithToken(t, iss.Token(t, "movies:events"), "POST", base+"/internal/v1/movies/events",
 		`{"id":"6f1c3a52-8d0e-4b8a-9a57-0d6f3e2b7c11","type":"cast.deleted","occurred_at":"2024-05-01T10:00:00Z","cast_id":1}`, "", nil)
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("POST event: status %d", resp.StatusCode)
@@ -281,14 +296,14 @@ func TestRun(t *testing.T) {
 			resp.StatusCode, resp.Header.Get("Expansion-Unavailable"))
 	}
 	problem = problemJSON{}
-	resp = send(t, "POST", base+"/api/v1/movies", `{"name":"Okja","cast_ids":[1]}`, "run-test-down", &problem)
+	resp = sendWithToken(t, token, "POST", base+"/api/v1/movies", `{"name":"Okja","cast_ids":[1]}`, "run-test-down", &problem)
 	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(problem.Detail, "cast service is unavailable") {
 		t.Errorf("POST with the cast service down: status %d, problem %+v; want 503", resp.StatusCode, problem)
 	}
 	if got := moviesNamed("Okja"); len(got) != 0 {
 		t.Errorf("a movie was written while its casts could not be checked: %+v", got)
 	}
-	resp = send(t, "PATCH", base+"/api/v1/movies/"+strconv.FormatInt(created.ID, 10), `{"name":"Mother (2009)"}`, "", nil)
+	resp = sendWithToken(t, token, "PATCH", base+"/api/v1/movies/"+strconv.FormatInt(created.ID, 10), `{"name":"Mother (2009)"}`, "", nil)
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("PATCH that needs no cast check, with the cast service down: status %d", resp.StatusCode)
 	}
@@ -323,8 +338,8 @@ func TestRun(t *testing.T) {
 			continue
 		}
 		found = true
-		want := map[string]any{"method": "POST", "route": "POST /api/v1/movies", "status": float64(201), "message": "request"}
-		got := map[string]any{"method": entry["method"], "route": entry["route"], "status": entry["status"], "message": entry["message"]}
+		want := map[string]any{"method": "POST", "route": "POST /api/v1/movies", "status": float64(201), "client_id": authtest.ClientID, "message": "request"}
+		got := map[string]any{"method": entry["method"], "route": entry["route"], "status": entry["status"], "client_id": entry["client_id"], "message": entry["message"]}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("access log line (-want +got):\n%s", diff)
 		}
@@ -335,8 +350,10 @@ func TestRun(t *testing.T) {
 	if !cause {
 		t.Errorf("no log line with the cause of the 503 for request_id run-test-down in:\n%s", logs.String())
 	}
-	if strings.Contains(logs.String(), env["MOVIES_DATABASE_URL"]) {
-		t.Error("the log contains the database URL")
+	for _, secret := range []string{env["MOVIES_DATABASE_URL"], token} {
+		if strings.Contains(logs.String(), secret) {
+			t.Errorf("the log contains %q", secret)
+		}
 	}
 	if err := run(context.Background(), []string{"movies", "healthcheck"}, func(k string) string { return env[k] }, io.Discard); err == nil {
 		t.Error("healthcheck succeeded after the service stopped")
@@ -349,11 +366,26 @@ func TestRunConfigErrors(t *testing.T) {
 		name string
 		env  map[string]string
 		want []string
+		// notWant must not be in the error: secrets, and what is not required.
+		notWant []string
 	}{
 		{
 			name: "missing and malformed",
 			env:  map[string]string{"MOVIES_ADDR": "8000", "MOVIES_LOG_LEVEL": "loud", "MOVIES_DEBUG_ADDR": "6060", "MOVIES_SHUTDOWN_DELAY": "soon"},
-			want: []string{"MOVIES_ADDR", "MOVIES_DATABASE_URL is required", "MOVIES_CASTS_URL is required", "MOVIES_LOG_LEVEL", "MOVIES_SHUTDOWN_DELAY", "MOVIES_DEBUG_ADDR"},
+			want: []string{"MOVIES_ADDR", "MOVIES_DATABASE_URL is required", "MOVIES_CASTS_URL is required", "MOVIES_LOG_LEVEL", "MOVIES_SHUTDOWN_DELAY", "MOVIES_DEBUG_ADDR",
+				"MOVIES_AUTH_ISSUER is required", "MOVIES_AUTH_JWKS_URL is required", "MOVIES_AUTH_AUDIENCE is required"},
+		},
+		{
+			name:    "auth URL and switch",
+			env:     map[string]string{"MOVIES_AUTH_VERIFY": "maybe", "MOVIES_AUTH_JWKS_URL": "user:s3cr3t@hydra:4444/.well-known/jwks.json"},
+			want:    []string{`MOVIES_AUTH_VERIFY: "maybe" is neither on nor off`, "MOVIES_AUTH_JWKS_URL is not an absolute http:// or https:// URL"},
+			notWant: []string{"s3cr3t"},
+		},
+		{
+			name:    "verification off",
+			env:     map[string]string{"MOVIES_AUTH_VERIFY": "off"},
+			want:    []string{"MOVIES_DATABASE_URL is required"},
+			notWant: []string{"MOVIES_AUTH_ISSUER", "MOVIES_AUTH_JWKS_URL", "MOVIES_AUTH_AUDIENCE"},
 		},
 		{
 			name: "casts URL and timeout",
@@ -380,6 +412,11 @@ func TestRunConfigErrors(t *testing.T) {
 					t.Errorf("error does not name %s:\n%v", name, err)
 				}
 			}
+			for _, s := range tt.notWant {
+				if strings.Contains(err.Error(), s) {
+					t.Errorf("error says %s:\n%v", s, err)
+				}
+			}
 		})
 	}
 	if err := run(context.Background(), []string{"movies", "serve"}, func(string) string { return "" }, io.Discard); err == nil || errors.Is(err, context.Canceled) {
@@ -389,7 +426,11 @@ func TestRunConfigErrors(t *testing.T) {
 
 func TestLoadConfigDefaults(t *testing.T) {
 	t.Parallel()
-	env := map[string]string{"MOVIES_DATABASE_URL": "postgres://u@127.0.0.1:5432/db", "MOVIES_CASTS_URL": "http://127.0.0.1:8082"}
+	env := map[string]string{
+		"MOVIES_DATABASE_URL": "postgres://u@127.0.0.1:5432/db", "MOVIES_CASTS_URL": "http://127.0.0.1:8082",
+		"MOVIES_AUTH_ISSUER": "http://127.0.0.1:4444/", "MOVIES_AUTH_JWKS_URL": "http://127.0.0.1:4444/.well-known/jwks.json",
+		"MOVIES_AUTH_AUDIENCE": "movies-microservices",
+	}
 	cfg, err := loadConfig(func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
@@ -402,9 +443,20 @@ func TestLoadConfigDefaults(t *testing.T) {
 		LogLevel:        zerolog.InfoLevel,
 		RequestTimeout:  10 * time.Second,
 		ShutdownTimeout: 15 * time.Second,
+		AuthVerify:      true,
+		AuthIssuer:      env["MOVIES_AUTH_ISSUER"],
+		AuthJWKSURL:     env["MOVIES_AUTH_JWKS_URL"],
+		AuthAudience:    env["MOVIES_AUTH_AUDIENCE"],
 	}
 	if diff := cmp.Diff(want, cfg); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
+	}
+
+	// Without verification (benchmarks) nothing about the identity provider is required.
+	off := map[string]string{"MOVIES_DATABASE_URL": env["MOVIES_DATABASE_URL"], "MOVIES_CASTS_URL": env["MOVIES_CASTS_URL"], "MOVIES_AUTH_VERIFY": "off"}
+	cfg, err = loadConfig(func(k string) string { return off[k] })
+	if err != nil || cfg.AuthVerify {
+		t.Errorf("MOVIES_AUTH_VERIFY=off alone: AuthVerify %v, err %v; want false and no error", cfg.AuthVerify, err)
 	}
 }
 
@@ -421,6 +473,8 @@ func TestRunGracefulShutdown(t *testing.T) {
 		"MOVIES_ADDR":         addr,
 		"MOVIES_DATABASE_URL": dbURL,
 		"MOVIES_CASTS_URL":    castsSrv.URL,
+		// No identity provider: this test makes no write.
+		"MOVIES_AUTH_VERIFY": "off",
 		// Long enough to see /readyz fail before the listener closes; the test does not wait it out.
 		"MOVIES_SHUTDOWN_DELAY":  "2s",
 		"MOVIES_REQUEST_TIMEOUT": "1m",

@@ -16,9 +16,11 @@ import (
 // the Dockerfiles' ports, the migrations of each schema, the lock key in postgres/lock.go, the
 // validation rules in api/validate.go, and the tests of each) are not listed.
 var twins = []string{
-	// The program around run(): the entry point and the debug listener.
+	// The program around run(): the entry point, the debug listener, and the authenticator of
+	// writes (verification on, or off for benchmarks).
 	"main.go",
 	"debug.go",
+	"auth.go",
 
 	// HTTP plumbing: request ids, access log, recovery, problem pages, JSON decoding and
 	// encoding, conditional requests, idempotent creates, the embedded Swagger UI.
@@ -29,9 +31,15 @@ var twins = []string{
 	"internal/api/json_test.go",
 	"internal/api/http.go",
 	"internal/api/idempotency.go",
+	"internal/api/auth.go",
 	"internal/api/docs.go",
 	"internal/api/.spectral.yaml",
 	"internal/api/redocly.yaml",
+
+	// Access tokens: their verification (keys from the identity provider's JWKS), and the
+	// stand-in provider of the tests.
+	"internal/auth/auth.go",
+	"internal/auth/authtest/authtest.go",
 
 	// The log buffer and the idempotency-key store.
 	"internal/logbuf/logbuf.go",

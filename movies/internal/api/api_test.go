@@ -20,6 +20,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/movies-microservices/movies/internal/api"
+	"github.com/movies-microservices/movies/internal/auth"
+	"github.com/movies-microservices/movies/internal/auth/authtest"
 	"github.com/movies-microservices/movies/internal/castsclient"
 	"github.com/movies-microservices/movies/internal/movie"
 	"github.com/movies-microservices/movies/internal/postgres/pgtest"
@@ -135,12 +137,22 @@ func newFakeCasts(ids ...int64) *fakeCasts {
 
 func newServer(t *testing.T, casts api.Casts, logger zerolog.Logger) http.Handler {
 	t.Helper()
-	return api.NewServer(api.Deps{
+	return newServerWithToken(t, api.Deps{
 		Logger: logger,
 		Store:  movie.NewStore(pgtest.Pool(t)),
 		Casts:  casts,
 		Ready:  func(context.Context, bool) error { return nil },
 	})
+}
+
+// newServerWithToken returns the server of d that trusts a stand-in identity provider, and that
+// sends the requests without an Authorization header with a token granting movies:write and
+// movies:events.
+func newServerWithToken(t *testing.T, d api.Deps) http.Handler {
+	t.Helper()
+	iss := authtest.New(t)
+	d.Auth = auth.NewVerifier(iss.Config())
+	return authtest.WithToken(iss.Token(t, "movies:write", "movies:events"), api.NewServer(d))
 }
 
 type request struct {

@@ -20,8 +20,9 @@ import (
 )
 
 // newServerOn returns a server on pool, as a new instance of the service would be.
-func newServerOn(pool *pgxpool.Pool, casts api.Casts, requestTimeout time.Duration) http.Handler {
-	return api.NewServer(api.Deps{
+func newServerOn(t *testing.T, pool *pgxpool.Pool, casts api.Casts, requestTimeout time.Duration) http.Handler {
+	t.Helper()
+	return newServerWithToken(t, api.Deps{
 		Logger: zerolog.Nop(),
 		Store:  movie.NewStore(pool),
 		Casts:  casts,
@@ -86,7 +87,7 @@ func TestMovieCreateIdempotent(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.Pool(t)
 	casts := newFakeCasts(1, 2)
-	h := newServerOn(pool, casts, 0)
+	h := newServerOn(t, pool, casts, 0)
 	movies := func(name string) int { return count(t, pool, "SELECT count(*) FROM movies WHERE name = $1", name) }
 	const body = `{"name":"Persona","plot":"Two women.","genres":["Drama"],"cast_ids":[1,2]}`
 
@@ -113,8 +114,8 @@ func TestMovieCreateIdempotent(t *testing.T) {
 		{"same request", h, post("key-1", "/api/v1/movies", body)},
 		{"trailing slash, other spacing and key order", h, post("key-1", "/api/v1/movies/",
 			`{"cast_ids": [1, 2], "genres": [" Drama "], "name": "Persona ", "plot": "Two women."}`)},
-		{"another instance", newServerOn(pool, casts, 0), post("key-1", "/api/v1/movies", body)},
-		{"cast service down", newServerOn(pool, down, 0), post("key-1", "/api/v1/movies", body)},
+		{"another instance", newServerOn(t, pool, casts, 0), post("key-1", "/api/v1/movies", body)},
+		{"cast service down", newServerOn(t, pool, down, 0), post("key-1", "/api/v1/movies", body)},
 	} {
 		if diff := cmp.Diff(want, replyOf(t, do(t, tt.h, tt.req))); diff != "" {
 			t.Errorf("%s: replay (-want +got):\n%s", tt.name, diff)
@@ -159,7 +160,7 @@ func TestMovieCreateIdempotentFailureKeepsKey(t *testing.T) {
 	ctx := context.Background()
 	pool := pgtest.Pool(t)
 	casts := newFakeCasts(1, 2)
-	h := newServerOn(pool, casts, 0)
+	h := newServerOn(t, pool, casts, 0)
 
 	// Refused before the transaction: bad body, a missing cast, the cast service down.
 	for _, req := range []request{
@@ -198,7 +199,7 @@ func TestMovieCreateIdempotentConcurrent(t *testing.T) {
 	url := pgtest.URL(t)
 	// The test's own statements use a pool of their own: the server's may be all taken by waiting requests.
 	pool, admin := openPool(t, url), openPool(t, url)
-	h := newServerOn(pool, newFakeCasts(1), 0)
+	h := newServerOn(t, pool, newFakeCasts(1), 0)
 
 	// Hold the first request inside its transaction, after it has claimed the key, by locking the
 	// table it inserts into.
@@ -265,7 +266,7 @@ func waitForWaiting(t *testing.T, pool *pgxpool.Pool, n int) {
 func TestMovieCreateIdempotentExpiry(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.Pool(t)
-	h := newServerOn(pool, newFakeCasts(), 0)
+	h := newServerOn(t, pool, newFakeCasts(), 0)
 
 	first := replyOf(t, do(t, h, post("old-key", "/api/v1/movies", `{"name":"Autumn Sonata"}`)))
 	if _, err := pool.Exec(context.Background(), "UPDATE idempotency_keys SET created_at = now() - interval '24 hours 1 second'"); err != nil {
@@ -283,7 +284,7 @@ func TestMovieCreateIdempotentExpiry(t *testing.T) {
 func TestMovieCreateIdempotencyKeyErrors(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.Pool(t)
-	h := newServerOn(pool, newFakeCasts(), 0)
+	h := newServerOn(t, pool, newFakeCasts(), 0)
 	want := problemJSON{
 		Status: 400,
 		Detail: "the Idempotency-Key header must be sent once, with 1 to 255 printable ASCII characters",

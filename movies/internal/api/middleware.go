@@ -21,6 +21,19 @@ func RequestID(ctx context.Context) string {
 	return id
 }
 
+// clientKey holds a request's *clientSlot. The access log puts an empty one in the context, and
+// the authentication of a write fills it in, so that the request's log line names its client.
+type clientKey struct{}
+
+type clientSlot struct{ id string }
+
+// setClientID records, for the access log, the client that made the request.
+func setClientID(ctx context.Context, id string) {
+	if slot, ok := ctx.Value(clientKey{}).(*clientSlot); ok {
+		slot.id = id
+	}
+}
+
 // withAccessLog gives every request an id (the caller's, if it sent a sane one), a logger that carries
 // it, and writes one log line when the request is done. It also turns a panic into a logged 500.
 func withAccessLog(logger zerolog.Logger, next http.Handler) http.Handler {
@@ -33,7 +46,9 @@ func withAccessLog(logger zerolog.Logger, next http.Handler) http.Handler {
 		w.Header().Set(RequestIDHeader, id)
 
 		l := logger.With().Str("request_id", id).Logger()
+		client := &clientSlot{}
 		ctx := context.WithValue(l.WithContext(r.Context()), requestIDKey{}, id)
+		ctx = context.WithValue(ctx, clientKey{}, client)
 		r = r.WithContext(ctx)
 		rec := &statusRecorder{ResponseWriter: w}
 
@@ -48,13 +63,16 @@ func withAccessLog(logger zerolog.Logger, next http.Handler) http.Handler {
 				}
 			}
 			// The mux records the matched pattern on the request it was handed.
-			l.Info().
+			line := l.Info().
 				Str("method", r.Method).
 				Str("route", r.Pattern).
 				Int("status", rec.status).
 				Int("bytes", rec.bytes).
-				Dur("duration", time.Since(start)).
-				Msg("request")
+				Dur("duration", time.Since(start))
+			if client.id != "" {
+				line = line.Str("client_id", client.id)
+			}
+			line.Msg("request")
 		}()
 		next.ServeHTTP(rec, r)
 	})

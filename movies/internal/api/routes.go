@@ -8,8 +8,9 @@ import (
 )
 
 // addRoutes lists every endpoint. Each collection and item path is registered with and without a
-// trailing slash ({$} matches only the slash), so neither form redirects.
-func addRoutes(mux *http.ServeMux, store Store, casts Casts, ready func(context.Context, bool) error, v *validator.Validate) {
+// trailing slash ({$} matches only the slash), so neither form redirects. Reads are public; every
+// write needs a token that grants movies:write, and the cast service's events movies:events.
+func addRoutes(mux *http.ServeMux, store Store, casts Casts, auth Authenticator, ready func(context.Context, bool) error, v *validator.Validate) {
 	mux.Handle("GET /livez", handleLive())
 	mux.Handle("GET /readyz", handleReady(ready))
 	mux.Handle("GET /problems/{status}", handleGatewayProblem())
@@ -21,18 +22,18 @@ func addRoutes(mux *http.ServeMux, store Store, casts Casts, ready func(context.
 
 	for _, base := range []string{"/api/v1/movies", "/api/v1/movies/{$}"} {
 		mux.Handle("GET "+base, handleMovieList(store, casts))
-		mux.Handle("POST "+base, handleMovieCreate(store, casts, v))
+		mux.Handle("POST "+base, requireScope(auth, "movies:write", handleMovieCreate(store, casts, v)))
 	}
 	for _, item := range []string{"/api/v1/movies/{id}", "/api/v1/movies/{id}/{$}"} {
 		mux.Handle("GET "+item, handleMovieGet(store, casts))
-		mux.Handle("PUT "+item, handleMovieReplace(store, casts, v))
-		mux.Handle("PATCH "+item, handleMoviePatch(store, casts, v))
-		mux.Handle("DELETE "+item, handleMovieDelete(store))
+		mux.Handle("PUT "+item, requireScope(auth, "movies:write", handleMovieReplace(store, casts, v)))
+		mux.Handle("PATCH "+item, requireScope(auth, "movies:write", handleMoviePatch(store, casts, v)))
+		mux.Handle("DELETE "+item, requireScope(auth, "movies:write", handleMovieDelete(store)))
 	}
 
 	// Events of the cast service's outbox. Traefik routes this path on the mesh entrypoint only:
-	// through the public entrypoint it does not exist.
+	// through the public entrypoint it does not exist. Its scope is the cast service relay's own.
 	for _, path := range []string{"/internal/v1/movies/events", "/internal/v1/movies/events/{$}"} {
-		mux.Handle("POST "+path, handleEventReceive(store, v))
+		mux.Handle("POST "+path, requireScope(auth, "movies:events", handleEventReceive(store, v)))
 	}
 }

@@ -45,7 +45,7 @@ func TestDatabaseUnreachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	h := newServerOn(pool, newFakeCasts(1), 10*time.Second)
+	h := newServerOn(t, pool, newFakeCasts(1), 10*time.Second)
 
 	for _, req := range unavailableRequests {
 		t.Run(req.method+" "+req.path, func(t *testing.T) {
@@ -83,7 +83,7 @@ func TestDatabaseTooSlow(t *testing.T) {
 	ctx := context.Background()
 	url := pgtest.URL(t)
 	pool, admin := openPool(t, url), openPool(t, url)
-	h := newServerOn(pool, newFakeCasts(1), 200*time.Millisecond)
+	h := newServerOn(t, pool, newFakeCasts(1), 200*time.Millisecond)
 
 	// Every statement on the movie service's tables waits for these locks: the database hangs, as
 	// far as requests can tell.
@@ -107,7 +107,7 @@ func TestDatabaseTooSlow(t *testing.T) {
 
 	// Another instance on the same pool, without the short deadline that could fail a request on a
 	// loaded machine: the pool recovers by itself.
-	h = newServerOn(pool, newFakeCasts(1), 0)
+	h = newServerOn(t, pool, newFakeCasts(1), 0)
 	for _, req := range []request{
 		{method: "POST", path: "/api/v1/movies", body: `{"name":"Winter Light"}`, header: map[string]string{"Idempotency-Key": "outage"}},
 		{method: "GET", path: "/api/v1/movies"},
