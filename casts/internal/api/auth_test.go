@@ -324,3 +324,45 @@ func TestProviderDownAtStart(t *testing.T) {
 		t.Errorf("provider back: status %d, want 201", resp.StatusCode)
 	}
 }
+
+// The document says what each operation needs: every write its scope, under either scheme, and
+// its 401 and 403; reads nothing.
+func TestDocumentedSecurity(t *testing.T) {
+	t.Parallel()
+	h := api.NewServer(api.Deps{Logger: zerolog.Nop(), Ready: func(context.Context, bool) error { return nil }})
+	type operation struct {
+		Security  []map[string][]string      `json:"security"`
+		Responses map[string]json.RawMessage `json:"responses"`
+	}
+	doc := decode[struct {
+		Security []map[string][]string                 `json:"security"`
+		Paths    map[string]map[string]json.RawMessage `json:"paths"`
+	}](t, do(t, h, request{method: "GET", path: "/api/v1/casts/openapi.json"}))
+	if doc.Security == nil || len(doc.Security) != 0 {
+		t.Errorf("top-level security = %v, want [] (reads are public)", doc.Security)
+	}
+	for path, ops := range doc.Paths {
+		for method, raw := range ops {
+			var op operation
+			if json.Unmarshal(raw, &op) != nil || method == "servers" || method == "parameters" {
+				continue
+			}
+			scope := "casts:write"
+			if strings.HasPrefix(path, "/internal/") {
+				scope = "movies:events"
+			}
+			var want []map[string][]string
+			if method != "get" && method != "head" {
+				want = []map[string][]string{{"oauth2": {scope}}, {"bearer": {}}}
+				for _, status := range []string{"401", "403"} {
+					if op.Responses[status] == nil {
+						t.Errorf("%s %s documents no %s", method, path, status)
+					}
+				}
+			}
+			if diff := cmp.Diff(want, op.Security); diff != "" {
+				t.Errorf("%s %s: security (-want +got):\n%s", method, path, diff)
+			}
+		}
+	}
+}

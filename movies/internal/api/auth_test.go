@@ -264,7 +264,7 @@ func TestAcceptedTokens(t *testing.T) {
 	var logs bytes.Buffer
 	h, _ := authServer(t, iss, zerolog.New(&logs))
 	scopeString := iss.Claims(t)
-	scopeString.Remove("scp")                      //nolint:errcheck // a known claim
+	scopeString.Remove("scp")                       //nolint:errcheck // a known claim
 	scopeString.Set("scope", "openid movies:write") //nolint:errcheck // a valid claim
 	noClientID := iss.Claims(t, "movies:write")
 	noClientID.Remove("client_id")                   //nolint:errcheck // a known claim
@@ -361,5 +361,47 @@ func TestProviderDownAtStart(t *testing.T) {
 	time.Sleep(auth.MinRefreshInterval)
 	if resp := do(t, h, request{method: "POST", path: "/api/v1/movies", body: `{"name":"x"}`, header: map[string]string{"Authorization": "Bearer " + iss.Token(t, "movies:write")}}); resp.StatusCode != http.StatusCreated {
 		t.Errorf("provider back: status %d, want 201", resp.StatusCode)
+	}
+}
+
+// The document says what each operation needs: every write its scope, under either scheme, and
+// its 401 and 403; reads nothing.
+func TestDocumentedSecurity(t *testing.T) {
+	t.Parallel()
+	h := api.NewServer(api.Deps{Logger: zerolog.Nop(), Ready: func(context.Context, bool) error { return nil }})
+	type operation struct {
+		Security  []map[string][]string      `json:"security"`
+		Responses map[string]json.RawMessage `json:"responses"`
+	}
+	doc := decode[struct {
+		Security []map[string][]string                 `json:"security"`
+		Paths    map[string]map[string]json.RawMessage `json:"paths"`
+	}](t, do(t, h, request{method: "GET", path: "/api/v1/movies/openapi.json"}))
+	if doc.Security == nil || len(doc.Security) != 0 {
+		t.Errorf("top-level security = %v, want [] (reads are public)", doc.Security)
+	}
+	for path, ops := range doc.Paths {
+		for method, raw := range ops {
+			var op operation
+			if json.Unmarshal(raw, &op) != nil || method == "servers" || method == "parameters" {
+				continue
+			}
+			scope := "movies:write"
+			if strings.HasPrefix(path, "/internal/") {
+				scope = "movies:events"
+			}
+			var want []map[string][]string
+			if method != "get" && method != "head" {
+				want = []map[string][]string{{"oauth2": {scope}}, {"bearer": {}}}
+				for _, status := range []string{"401", "403"} {
+					if op.Responses[status] == nil {
+						t.Errorf("%s %s documents no %s", method, path, status)
+					}
+				}
+			}
+			if diff := cmp.Diff(want, op.Security); diff != "" {
+				t.Errorf("%s %s: security (-want +got):\n%s", method, path, diff)
+			}
+		}
 	}
 }
