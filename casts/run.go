@@ -190,6 +190,8 @@ func startRelay(ctx context.Context, pool *pgxpool.Pool, cfg Config, logger zero
 			// Hydra grants an audience only when asked for it.
 			rc.Credentials.EndpointParams = url.Values{"audience": {cfg.AuthAudience}}
 		}
+	} else {
+		logger.Warn().Msg("outbox: CASTS_AUTH_TOKEN_URL is unset: events are sent without an access token, which a movie service that verifies tokens refuses")
 	}
 	relay, err := outbox.NewRelay(pool, rc)
 	if err != nil {

@@ -79,6 +79,8 @@ type Relay struct {
 	cfg      RelayConfig
 	endpoint *url.URL
 	http     *http.Client
+	// transport is http's, under the oauth2 one with Credentials (which cannot close connections).
+	transport *http.Transport
 	// tokens is the source of the deliveries' access tokens; nil without Credentials.
 	tokens *tokenSource
 }
@@ -105,7 +107,7 @@ func NewRelay(pool *pgxpool.Pool, cfg RelayConfig) (*Relay, error) {
 		TLSHandshakeTimeout: cfg.Timeout,
 		ForceAttemptHTTP2:   true,
 	}
-	r := &Relay{pool: pool, cfg: cfg, endpoint: endpoint, http: &http.Client{Transport: transport}}
+	r := &Relay{pool: pool, cfg: cfg, endpoint: endpoint, http: &http.Client{Transport: transport}, transport: transport}
 	if cfg.Credentials != nil {
 		// The token endpoint is asked through the same transport, within the same timeout.
 		ctx := context.WithValue(context.Background(), oauth2.HTTPClient, &http.Client{Transport: transport, Timeout: cfg.Timeout})
@@ -157,7 +159,7 @@ func (r *Relay) Run(ctx context.Context) {
 	var listening sync.WaitGroup
 	listening.Go(func() { r.listen(ctx, wake) })
 	defer listening.Wait()
-	defer r.http.CloseIdleConnections()
+	defer r.transport.CloseIdleConnections()
 
 	failures := 0
 	for {
