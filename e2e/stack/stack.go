@@ -349,7 +349,9 @@ func (s *Stack) castsService(ports []int, password string) *service {
 	dbURL := s.pg.URL(ServiceCasts, password, ServiceCasts)
 	moviesURL := "http://" + hostPort(s.opts.Ports.Mesh)
 	return s.newService(ServiceCasts, s.opts.Binaries.Casts, ports, EnvCastsPort, func(addr string) []string {
-		return []string{"CASTS_ADDR=" + addr, "CASTS_DATABASE_URL=" + dbURL, "CASTS_MOVIES_URL=" + moviesURL, "CASTS_LOG_LEVEL=" + s.opts.LogLevel}
+		return []string{"CASTS_ADDR=" + addr, "CASTS_DATABASE_URL=" + dbURL, "CASTS_MOVIES_URL=" + moviesURL, "CASTS_LOG_LEVEL=" + s.opts.LogLevel,
+			// The stack has no OpenID provider yet (issue 19, in progress): writes are not verified.
+			"CASTS_AUTH_VERIFY=off"}
 	})
 }
 
@@ -359,7 +361,9 @@ func (s *Stack) moviesService(ports []int, password string) *service {
 	dbURL := s.pg.URL(ServiceMovies, password, ServiceMovies)
 	castsURL := "http://" + hostPort(s.opts.Ports.Mesh)
 	return s.newService(ServiceMovies, s.opts.Binaries.Movies, ports, EnvMoviesPort, func(addr string) []string {
-		return []string{"MOVIES_ADDR=" + addr, "MOVIES_DATABASE_URL=" + dbURL, "MOVIES_CASTS_URL=" + castsURL, "MOVIES_LOG_LEVEL=" + s.opts.LogLevel}
+		return []string{"MOVIES_ADDR=" + addr, "MOVIES_DATABASE_URL=" + dbURL, "MOVIES_CASTS_URL=" + castsURL, "MOVIES_LOG_LEVEL=" + s.opts.LogLevel,
+			// The stack has no OpenID provider yet (issue 19, in progress): writes are not verified.
+			"MOVIES_AUTH_VERIFY=off"}
 	})
 }
 
