@@ -35,6 +35,7 @@ func raceWrites(t *testing.T, method, path, contentType, etag string, bodies []s
 			}
 			req.Header.Set("Content-Type", contentType)
 			req.Header.Set("If-Match", etag)
+			authorize(req, suiteTokens)
 			<-start
 			answers[i], failures[i] = doRequest(req)
 			if failures[i] == nil {

@@ -94,6 +94,7 @@ func postEvent(t *testing.T, e event) response {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	authorize(req, suiteRelayTokens())
 	resp, err := plainClient.Do(req)
 	if err != nil {
 		t.Fatalf("POST %s through the mesh: %v", eventsPath, err)
@@ -151,6 +152,7 @@ func waitMeshSettled(t *testing.T, method, path, body string) {
 			return err
 		}
 		req.Header.Set("Content-Type", "application/json")
+		authorize(req, tokensFor(path))
 		resp, err := plainClient.Do(req)
 		if err != nil {
 			since = time.Time{}

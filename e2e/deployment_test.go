@@ -216,12 +216,12 @@ func TestDataSurvivesRestart(t *testing.T) {
 		}
 	})
 	if p, ok := s.(composeTarget); ok {
-		if vols, err := p.Volumes(ctx); err != nil || len(vols) != 2 {
-			t.Errorf("volumes %v (%v), want casts-db-data and movies-db-data", vols, err)
+		if vols, err := p.Volumes(ctx); err != nil || len(vols) != 3 {
+			t.Errorf("volumes %v (%v), want those of casts-db, movies-db and hydra-db", vols, err)
 		}
 	}
 	name := unique("Survives Down")
-	c := createCastAt(t, s.URLs().Gateway, name)
+	c := createCastAt(t, s, name)
 
 	if err := s.Recreate(ctx, false); err != nil {
 		t.Fatal(err)
@@ -239,14 +239,16 @@ func TestDataSurvivesRestart(t *testing.T) {
 	}
 }
 
-// createCastAt creates a cast through another gateway than the suite's.
-func createCastAt(t *testing.T, gateway, name string) cast {
+// createCastAt creates a cast through another stack's gateway than the suite's, with a token
+// from that stack's provider.
+func createCastAt(t *testing.T, s persistentTarget, name string) cast {
 	t.Helper()
-	req, err := http.NewRequest("POST", gateway+"/api/v1/casts", strings.NewReader(jsonBody(t, map[string]any{"name": name})))
+	req, err := http.NewRequest("POST", s.URLs().Gateway+"/api/v1/casts", strings.NewReader(jsonBody(t, map[string]any{"name": name})))
 	if err != nil {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	authorize(req, tokensOf(s, stack.DemoScopes))
 	r, err := doRequest(req)
 	if err != nil {
 		t.Fatal(err)

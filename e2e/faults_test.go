@@ -104,7 +104,7 @@ func (r *loadResult) fail(format string, args ...any) {
 
 // runLoad sends a steady mix of writes and reads through gateway from workers goroutines until
 // stop is closed or maxRequests have been sent, whichever comes first.
-func runLoad(gateway string, workers, maxRequests int, stop <-chan struct{}) *loadResult {
+func runLoad(gateway string, tokens *tokenCache, workers, maxRequests int, stop <-chan struct{}) *loadResult {
 	res := &loadResult{casts: map[int64]string{}, movies: map[int64][]int64{}}
 	client := &http.Client{Timeout: 30 * time.Second}
 	var sent atomic.Int64
@@ -122,7 +122,7 @@ func runLoad(gateway string, workers, maxRequests int, stop <-chan struct{}) *lo
 				if sent.Add(1) > int64(maxRequests) {
 					return
 				}
-				loadStep(client, gateway, fmt.Sprintf("w%d-%d", w, i), res)
+				loadStep(client, gateway, tokens, fmt.Sprintf("w%d-%d", w, i), res)
 			}
 		}()
 	}
@@ -132,12 +132,13 @@ func runLoad(gateway string, workers, maxRequests int, stop <-chan struct{}) *lo
 
 // loadStep creates a cast, reads it, creates a movie with it (the cast check crosses the mesh) and
 // reads that: each step is four requests, writes and reads on both services.
-func loadStep(client *http.Client, gateway, tag string, res *loadResult) {
+func loadStep(client *http.Client, gateway string, tokens *tokenCache, tag string, res *loadResult) {
 	do := func(method, path, body string) (int, []byte, bool) {
 		req, _ := http.NewRequest(method, gateway+path, strings.NewReader(body))
 		if body != "" {
 			req.Header.Set("Content-Type", "application/json")
 		}
+		authorize(req, tokens)
 		resp, err := client.Do(req)
 		res.mu.Lock()
 		res.requests++
@@ -228,7 +229,7 @@ func TestRollingRestart(t *testing.T) {
 
 	stop := make(chan struct{})
 	done := make(chan *loadResult)
-	go func() { done <- runLoad(gateway, 2, 40_000, stop) }()
+	go func() { done <- runLoad(gateway, tokensOf(s, stack.DemoScopes), 2, 40_000, stop) }()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

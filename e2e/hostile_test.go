@@ -55,6 +55,7 @@ func sendHostile(ctx context.Context, h hostile) []string {
 	for i := 0; i+1 < len(h.header); i += 2 {
 		req.Header.Set(h.header[i], h.header[i+1])
 	}
+	authorize(req, suiteTokens)
 	got, err := doRequest(req)
 	if err != nil {
 		return []string{"no answer: " + err.Error()}

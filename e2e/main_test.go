@@ -63,6 +63,7 @@ func runSuite(m *testing.M) int {
 		suite.admin = s.URLs().Admin
 	}
 	fmt.Fprintf(os.Stderr, "e2e: testing %s, gateway %s\n", describeTarget(suite.target), suite.gateway)
+	suiteTokens = newSuiteTokens()
 
 	var err error
 	suite.contracts, err = loadContracts(ctx, suite.gateway)

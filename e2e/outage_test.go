@@ -27,6 +27,8 @@ func TestDatabaseOutage(t *testing.T) {
 	s := needTarget(t)
 	urls := s.URLs()
 	c := createCast(t, unique("Outage Cast"))
+	// The provider's database may be on the cluster that stops (processes): take the token first.
+	token := suiteTokens.get()
 
 	if err := s.StopDatabases(); err != nil {
 		t.Fatal(err)
@@ -56,6 +58,9 @@ func TestDatabaseOutage(t *testing.T) {
 			}
 			req, _ := http.NewRequest(method, suite.gateway+r.path, strings.NewReader(r.body))
 			req.Header.Set("Content-Type", "application/json")
+			if method == "POST" {
+				req.Header.Set("Authorization", bearer(token))
+			}
 			resp, err := client.Do(req)
 			if err != nil {
 				t.Fatalf("%s %s during the outage: %v (want a 503 before the request timeout)", method, r.path, err)
@@ -129,6 +134,7 @@ func TestCrashDurability(t *testing.T) {
 	gateway := s.URLs().Gateway
 	tag := unique("Crash")
 	client := &http.Client{Timeout: 30 * time.Second}
+	tokens := tokensOf(s, stack.DemoScopes)
 
 	const writers, perWriter = 4, 60
 	var acknowledged sync.Map // key -> cast id
@@ -151,6 +157,7 @@ func TestCrashDurability(t *testing.T) {
 					req, _ := http.NewRequest("POST", gateway+"/api/v1/casts", strings.NewReader(body))
 					req.Header.Set("Content-Type", "application/json")
 					req.Header.Set("Idempotency-Key", key)
+					authorize(req, tokens)
 					resp, err := client.Do(req)
 					if err != nil {
 						time.Sleep(100 * time.Millisecond)

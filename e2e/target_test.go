@@ -49,6 +49,16 @@ type target interface {
 	// DatabaseSessions lists the services' sessions on the databases as role@database.
 	DatabaseSessions(ctx context.Context) ([]string, error)
 
+	// Token gets an access token of the demo client with the given scope (space-separated)
+	// from the stack's OpenID provider, through the gateway's token endpoint.
+	Token(ctx context.Context, scope string) (string, error)
+	// StopProvider stops the OpenID provider (Hydra) and nothing else; StartProvider starts it
+	// again and returns once a token can be had through the gateway.
+	StopProvider() error
+	StartProvider(ctx context.Context) error
+	// RotateSigningKey makes the provider sign access tokens with a new key, and returns its kid.
+	RotateSigningKey(ctx context.Context) (kid string, err error)
+
 	// Logs are every part's output so far, by part.
 	Logs(ctx context.Context) (map[string]string, error)
 	// AccessLog is Traefik's access log (JSON lines, possibly among other lines).
@@ -155,6 +165,7 @@ func (p composeTarget) upSibling(ctx context.Context, root, name string, replica
 // persistentTarget is a stack whose data outlives it.
 type persistentTarget interface {
 	URLs() stack.URLs
+	tokenSource
 	// Recreate takes the stack down and brings it up again, with its data unless removeData.
 	Recreate(ctx context.Context, removeData bool) error
 	Stop() error
@@ -198,6 +209,10 @@ type persistentProcesses struct {
 }
 
 func (p *persistentProcesses) URLs() stack.URLs { return p.s.URLs() }
+
+func (p *persistentProcesses) Token(ctx context.Context, scope string) (string, error) {
+	return p.s.Token(ctx, scope)
+}
 
 func (p *persistentProcesses) Recreate(ctx context.Context, removeData bool) error {
 	if err := p.s.Stop(); err != nil {

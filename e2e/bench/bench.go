@@ -240,7 +240,8 @@ func Run(ctx context.Context, opts Options) (_ *Results, err error) {
 	for _, name := range processGroups {
 		groups = append(groups, group{name: name, root: pids[name]})
 	}
-	r := runner{gen: gen, pgbench: pgb, groups: groups, opts: opts, ids: ids, progress: progress}
+	r := runner{gen: gen, pgbench: pgb, groups: groups, opts: opts, ids: ids, progress: progress,
+		token: func(ctx context.Context) (string, error) { return st.Token(ctx, stack.DemoScopes) }}
 
 	fmt.Fprintf(progress, "bench: measuring, about %s\n", opts.Estimate().Round(time.Second))
 	variants := []string{VariantDirect, VariantTraefik, VariantBare, VariantNginx}
@@ -313,14 +314,20 @@ type runner struct {
 	ids      idRange
 	progress io.Writer
 	count    int
+	// token gets an access token for the writes: tokens live minutes, a bench longer.
+	token func(ctx context.Context) (string, error)
 }
 
 func (r *runner) measure(ctx context.Context, sc Scenario, variant, baseURL string, repeat int) (Measurement, error) {
 	r.count++
 	// The same requests for every variant of a repeat.
 	seed := int64(repeat)
+	token, err := r.token(ctx)
+	if err != nil {
+		return Measurement{}, fmt.Errorf("bench: get an access token for the writes: %w", err)
+	}
 	if variant != VariantPgbench && r.opts.Warmup > 0 {
-		if _, err := r.gen.run(ctx, baseURL, sc.Name, r.opts.Warmup, r.ids, seed+1000); err != nil {
+		if _, err := r.gen.run(ctx, baseURL, sc.Name, r.opts.Warmup, r.ids, seed+1000, token); err != nil {
 			return Measurement{}, err
 		}
 	}
@@ -335,7 +342,7 @@ func (r *runner) measure(ctx context.Context, sc Scenario, variant, baseURL stri
 	if variant == VariantPgbench {
 		out, err = r.pgbench.run(ctx, r.opts.Duration, r.count)
 	} else {
-		out, err = r.gen.run(ctx, baseURL, sc.Name, r.opts.Duration, r.ids, seed)
+		out, err = r.gen.run(ctx, baseURL, sc.Name, r.opts.Duration, r.ids, seed, token)
 	}
 	stats := w.finish()
 	if err != nil {

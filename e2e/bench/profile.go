@@ -35,9 +35,13 @@ func profileFile(scenario, process, kind string) string {
 // after the measured runs and not during them.
 func (r *runner) profile(ctx context.Context, sc Scenario, baseURL string, sources map[string]string, dir string) ([]string, error) {
 	lead := time.Second
+	token, err := r.token(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("bench: get an access token for the writes: %w", err)
+	}
 	load := make(chan error, 1)
 	go func() {
-		_, err := r.gen.run(ctx, baseURL, sc.Name, r.opts.Duration+2*lead, r.ids, 9999)
+		_, err := r.gen.run(ctx, baseURL, sc.Name, r.opts.Duration+2*lead, r.ids, 9999, token)
 		load <- err
 	}()
 	select {

@@ -92,7 +92,8 @@ type wrkRun struct {
 	wall   time.Duration
 }
 
-func (w *wrk) run(ctx context.Context, baseURL, scenario string, d time.Duration, ids idRange, seed int64) (wrkRun, error) {
+// run runs wrk for d; its writes carry token.
+func (w *wrk) run(ctx context.Context, baseURL, scenario string, d time.Duration, ids idRange, seed int64, token string) (wrkRun, error) {
 	args := []string{
 		"-t", strconv.Itoa(w.threads),
 		"-c", strconv.Itoa(w.conns),
@@ -100,13 +101,13 @@ func (w *wrk) run(ctx context.Context, baseURL, scenario string, d time.Duration
 		"--timeout", strconv.Itoa(int(w.timeout/time.Second)) + "s",
 		"-s", w.script,
 		baseURL,
-		"--", scenario, strconv.FormatInt(ids.maxMovie, 10), strconv.FormatInt(ids.maxCast, 10), strconv.FormatInt(seed, 10),
+		"--", scenario, strconv.FormatInt(ids.maxMovie, 10), strconv.FormatInt(ids.maxCast, 10), strconv.FormatInt(seed, 10), token,
 	}
 	cmd := exec.CommandContext(ctx, w.path, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, run, err := runGenerator(cmd)
 	if err != nil {
-		return wrkRun{}, fmt.Errorf("bench: wrk %s: %w; its output:\n%s", strings.Join(args, " "), err, out)
+		return wrkRun{}, fmt.Errorf("bench: wrk %s: %w; its output:\n%s", strings.Join(args[:len(args)-1], " "), err, out)
 	}
 	if run.result, err = parseWrkOutput(out); err != nil {
 		return wrkRun{}, err

@@ -65,9 +65,15 @@ end
 function init(args)
   local scenario = args[1]
   local max_movie, max_cast, seed = tonumber(args[2]), tonumber(args[3]), tonumber(args[4])
+  -- The writes carry a real access token of the stack's provider (args[5]), fetched for each run.
+  local token = args[5]
+  if token ~= nil and token ~= "" then
+    json["Authorization"] = "Bearer " .. token
+    merge_patch["Authorization"] = "Bearer " .. token
+  end
   local build = builders[scenario]
   if build == nil or max_movie == nil or max_cast == nil or seed == nil then
-    error("usage: -- <scenario> <max movie id> <max cast id> <seed>; unknown scenario " .. tostring(scenario))
+    error("usage: -- <scenario> <max movie id> <max cast id> <seed> [token]; unknown scenario " .. tostring(scenario))
   end
   math.randomseed(seed + 7919 * (thread_number or 0))
   for i = 1, prebuilt do

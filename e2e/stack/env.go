@@ -17,6 +17,8 @@ const (
 	EnvMoviesPort    = "MOVIES_PORT"
 	EnvCastsPort     = "CASTS_PORT"
 	EnvPostgresPort  = "PG_PORT"
+	EnvHydraPublic   = "HYDRA_PUBLIC_PORT"
+	EnvHydraAdmin    = "HYDRA_ADMIN_PORT"
 	EnvReplicas      = "REPLICAS"
 	EnvShutdownDelay = "SHUTDOWN_DELAY"
 	EnvLogLevel      = "LOG_LEVEL"
@@ -47,6 +49,8 @@ func OptionsFromEnv(getenv func(string) string) (Options, error) {
 	intVar(EnvMoviesPort, &opts.Ports.Movies, 0, 65535)
 	intVar(EnvCastsPort, &opts.Ports.Casts, 0, 65535)
 	intVar(EnvPostgresPort, &opts.Ports.Postgres, 0, 65535)
+	intVar(EnvHydraPublic, &opts.Ports.HydraPublic, 0, 65535)
+	intVar(EnvHydraAdmin, &opts.Ports.HydraAdmin, 0, 65535)
 	intVar(EnvReplicas, &opts.Replicas, 1, 9)
 	if v := strings.TrimSpace(getenv(EnvShutdownDelay)); v != "" {
 		d, err := time.ParseDuration(v)

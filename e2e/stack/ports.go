@@ -22,11 +22,17 @@ type Ports struct {
 	Movies   int // first movies replica
 	Casts    int // first casts replica
 	Postgres int
+	// The OpenID provider (Hydra): its public API (token endpoint, keys),
+	// which the gateway also routes, and its admin API (clients, keys), which
+	// nothing routes.
+	HydraPublic int
+	HydraAdmin  int
 }
 
 // DefaultPorts are the ports of `make run`, the ones the README shows.
 func DefaultPorts() Ports {
-	return Ports{Web: 8080, Admin: 8081, Mesh: 8082, Movies: 8000, Casts: 8001, Postgres: 5433}
+	return Ports{Web: 8080, Admin: 8081, Mesh: 8082, Movies: 8000, Casts: 8001, Postgres: 5433,
+		HydraPublic: 4444, HydraAdmin: 4445}
 }
 
 // replicaPortStep separates the ports of one service's replicas.

@@ -12,11 +12,18 @@ import (
 	"strings"
 )
 
-// Secrets are the passwords of a stack's PostgreSQL cluster.
+// Secrets are the passwords of a stack's PostgreSQL cluster and the secrets
+// of its OpenID provider (Hydra) and of the provider's clients.
 type Secrets struct {
 	Superuser string // role "postgres"
 	Casts     string // role "casts"
 	Movies    string // role "movies"
+	Hydra     string // role "hydra", the provider's own database
+	// HydraSystem encrypts what Hydra keeps in its database (its signing keys
+	// among them): losing it makes that data unreadable.
+	HydraSystem string
+	DemoClient  string // client DemoClientID's secret
+	RelayClient string // client RelayClientID's secret (the cast service's outbox relay)
 }
 
 // String keeps the passwords out of anything that prints Secrets.
@@ -30,11 +37,25 @@ const (
 	secretSuperuser = "PG_SUPERUSER_PASSWORD"
 	secretCasts     = "CASTS_DB_PASSWORD"
 	secretMovies    = "MOVIES_DB_PASSWORD"
+	secretHydra     = "HYDRA_DB_PASSWORD"
+	secretSystem    = "HYDRA_SECRETS_SYSTEM"
+	secretDemo      = "HYDRA_DEMO_CLIENT_SECRET"
+	secretRelay     = "HYDRA_RELAY_CLIENT_SECRET"
 )
+
+// newSecret is 26 random characters (130 bits); the provider's system secret
+// gets two, as Hydra wants at least 32.
+func newSecret(key string) string {
+	if key == secretSystem {
+		return rand.Text() + rand.Text()
+	}
+	return rand.Text()
+}
 
 // NewSecrets generates fresh passwords.
 func NewSecrets() Secrets {
-	return Secrets{Superuser: rand.Text(), Casts: rand.Text(), Movies: rand.Text()}
+	return Secrets{Superuser: rand.Text(), Casts: rand.Text(), Movies: rand.Text(), Hydra: rand.Text(),
+		HydraSystem: newSecret(secretSystem), DemoClient: rand.Text(), RelayClient: rand.Text()}
 }
 
 // LoadOrCreateSecrets reads the passwords kept in path (KEY=value lines),
@@ -48,12 +69,13 @@ func LoadOrCreateSecrets(path string) (Secrets, error) {
 	changed := false
 	get := func(key string) string {
 		if values[key] == "" {
-			values[key] = rand.Text()
+			values[key] = newSecret(key)
 			changed = true
 		}
 		return values[key]
 	}
-	s := Secrets{Superuser: get(secretSuperuser), Casts: get(secretCasts), Movies: get(secretMovies)}
+	s := Secrets{Superuser: get(secretSuperuser), Casts: get(secretCasts), Movies: get(secretMovies), Hydra: get(secretHydra),
+		HydraSystem: get(secretSystem), DemoClient: get(secretDemo), RelayClient: get(secretRelay)}
 	if changed {
 		return s, writeSecretsFile(path, s)
 	}
@@ -92,12 +114,18 @@ func readSecretsFile(path string) (map[string]string, error) {
 // writeSecretsFile writes through a temp file and a rename, so a crash never
 // leaves half a file and the passwords are never readable by others.
 func writeSecretsFile(path string, s Secrets) error {
-	content := fmt.Sprintf(`# Passwords of the local PostgreSQL cluster, generated once by the e2e stack.
+	content := fmt.Sprintf(`# Passwords of the local PostgreSQL cluster and secrets of the OpenID provider
+# (Hydra) and its clients, generated once by the e2e stack.
 # Deleting this file without deleting the cluster makes the cluster unusable.
 %s=%s
 %s=%s
 %s=%s
-`, secretSuperuser, s.Superuser, secretCasts, s.Casts, secretMovies, s.Movies)
+%s=%s
+%s=%s
+%s=%s
+%s=%s
+`, secretSuperuser, s.Superuser, secretCasts, s.Casts, secretMovies, s.Movies, secretHydra, s.Hydra,
+		secretSystem, s.HydraSystem, secretDemo, s.DemoClient, secretRelay, s.RelayClient)
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".secrets-*")
 	if err != nil {
 		return fmt.Errorf("stack: write secrets: %w", err)

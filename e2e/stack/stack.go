@@ -62,11 +62,14 @@ type Options struct {
 	// slow ones (TraefikAccessLogFilters), as with Docker. Tests that read it
 	// to see which entrypoint a request took set it.
 	AccessLogAll bool
+	// NoAuth starts the services with *_AUTH_VERIFY=off: writes need no
+	// token. For make bench's comparison with verification only.
+	NoAuth bool
 }
 
 // Binaries are the programs a stack starts.
 type Binaries struct {
-	Casts, Movies, Traefik string
+	Casts, Movies, Traefik, Hydra string
 }
 
 // URLs tell where the parts of a running stack listen.
@@ -76,6 +79,13 @@ type URLs struct {
 	Mesh    string   // Traefik "mesh" entrypoint, e.g. http://127.0.0.1:8082
 	Movies  []string // each movies replica, directly
 	Casts   []string // each casts replica, directly
+	// Issuer is the OpenID provider as clients reach it, behind the gateway:
+	// the tokens' iss, and the base of its token endpoint (Issuer+"oauth2/token").
+	Issuer string
+	// HydraPublic and HydraAdmin are the provider's own two APIs, directly.
+	// Nothing routes the admin API: it manages clients and keys.
+	HydraPublic string
+	HydraAdmin  string
 	// DatabaseAdmin is the superuser URL of the cluster. For a persistent
 	// stack it holds the password: print it with url.URL.Redacted.
 	DatabaseAdmin string
@@ -91,8 +101,8 @@ const (
 	ServiceMovies = "movies"
 )
 
-// Stack is a running set of local processes: PostgreSQL, both services and
-// Traefik.
+// Stack is a running set of local processes: PostgreSQL, the OpenID provider
+// (Hydra), both services and Traefik.
 type Stack struct {
 	opts    Options
 	tempDir string // removed by Stop; empty for a persistent stack
@@ -100,6 +110,7 @@ type Stack struct {
 	pgLog   *os.File
 	pg      *Postgres
 	traefik *process
+	hydra   *process // nil while stopped (StopProvider)
 	urls    URLs
 	secrets Secrets
 	// debugPorts are the profile ports of each service's replicas, with Options.Profiling.
@@ -114,8 +125,9 @@ type Stack struct {
 }
 
 // Start brings the whole stack up and returns once every part is healthy:
-// PostgreSQL accepts connections, each service replica answers /readyz, and
-// Traefik lists its four routers with every server UP. On error, whatever had
+// PostgreSQL accepts connections, Hydra answers and knows the stack's
+// clients, each service replica answers /readyz, and Traefik lists its routers
+// with every server UP. On error, whatever had
 // started is stopped again.
 func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	opts = opts.withDefaults()
@@ -142,6 +154,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	fmt.Fprintf(s.opts.Progress, "stack: logs in %s\n", s.logDir)
 	if err := s.startPostgres(ctx, secrets); err != nil {
+		return nil, err
+	}
+	if err := s.startHydra(ctx); err != nil {
 		return nil, err
 	}
 	s.services = []*service{
@@ -183,6 +198,7 @@ func (o Options) withDefaults() Options {
 	bin(&o.Binaries.Casts, "casts")
 	bin(&o.Binaries.Movies, "movies")
 	bin(&o.Binaries.Traefik, "traefik")
+	bin(&o.Binaries.Hydra, "hydra")
 	return o
 }
 
@@ -201,6 +217,7 @@ func (o Options) checkFiles() error {
 	need(o.Binaries.Casts, "build the services with `make build`")
 	need(o.Binaries.Movies, "build the services with `make build`")
 	need(o.Binaries.Traefik, "build it with `make traefik` (the first build takes about 10 minutes)")
+	need(o.Binaries.Hydra, "build it with `make hydra` (the first build takes about 2 minutes)")
 	if info, err := os.Stat(o.dynamicDir()); err != nil || !info.IsDir() {
 		errs = append(errs, fmt.Errorf("stack: %s not found: Traefik's file-provider configuration is missing", o.dynamicDir()))
 	}
@@ -272,6 +289,8 @@ func (s *Stack) resolvePorts() (movies, casts []int, err error) {
 		{&p.Admin, "Traefik entrypoint traefik (API)", EnvAdminPort},
 		{&p.Mesh, "Traefik entrypoint mesh", EnvMeshPort},
 		{&p.Postgres, "PostgreSQL", EnvPostgresPort},
+		{&p.HydraPublic, "Hydra public API", EnvHydraPublic},
+		{&p.HydraAdmin, "Hydra admin API", EnvHydraAdmin},
 	}
 	movies = replicaPorts(p.Movies, s.opts.Replicas)
 	casts = replicaPorts(p.Casts, s.opts.Replicas)
@@ -335,11 +354,12 @@ func (s *Stack) startPostgres(ctx context.Context, secrets Secrets) error {
 	s.watch(s.pg.process())
 	s.urls.DatabaseAdmin = s.pg.SuperuserURL("postgres")
 
-	dbs := []Database{{Name: ServiceCasts, Password: secrets.Casts}, {Name: ServiceMovies, Password: secrets.Movies}}
+	dbs := []Database{{Name: ServiceCasts, Password: secrets.Casts}, {Name: ServiceMovies, Password: secrets.Movies},
+		{Name: ServiceHydra, Password: secrets.Hydra}}
 	if err := Provision(ctx, s.pg.SuperuserURL("postgres"), dbs...); err != nil {
 		return err
 	}
-	fmt.Fprintf(s.opts.Progress, "postgres: databases casts and movies ready, each open only to its own role\n")
+	fmt.Fprintf(s.opts.Progress, "postgres: databases casts, movies and hydra ready, each open only to its own role\n")
 	return nil
 }
 
@@ -349,9 +369,11 @@ func (s *Stack) castsService(ports []int, password string) *service {
 	dbURL := s.pg.URL(ServiceCasts, password, ServiceCasts)
 	moviesURL := "http://" + hostPort(s.opts.Ports.Mesh)
 	return s.newService(ServiceCasts, s.opts.Binaries.Casts, ports, EnvCastsPort, func(addr string) []string {
-		return []string{"CASTS_ADDR=" + addr, "CASTS_DATABASE_URL=" + dbURL, "CASTS_MOVIES_URL=" + moviesURL, "CASTS_LOG_LEVEL=" + s.opts.LogLevel,
-			// The stack has no OpenID provider yet (issue 19, in progress): writes are not verified.
-			"CASTS_AUTH_VERIFY=off"}
+		return append([]string{"CASTS_ADDR=" + addr, "CASTS_DATABASE_URL=" + dbURL, "CASTS_MOVIES_URL=" + moviesURL, "CASTS_LOG_LEVEL=" + s.opts.LogLevel,
+			// The outbox relay's own client, whose tokens carry movies:events.
+			"CASTS_AUTH_TOKEN_URL=" + s.hydraPublicURL() + "/oauth2/token",
+			"CASTS_RELAY_CLIENT_ID=" + RelayClientID, "CASTS_RELAY_CLIENT_SECRET=" + s.secrets.RelayClient},
+			s.authEnv("CASTS_")...)
 	})
 }
 
@@ -361,10 +383,23 @@ func (s *Stack) moviesService(ports []int, password string) *service {
 	dbURL := s.pg.URL(ServiceMovies, password, ServiceMovies)
 	castsURL := "http://" + hostPort(s.opts.Ports.Mesh)
 	return s.newService(ServiceMovies, s.opts.Binaries.Movies, ports, EnvMoviesPort, func(addr string) []string {
-		return []string{"MOVIES_ADDR=" + addr, "MOVIES_DATABASE_URL=" + dbURL, "MOVIES_CASTS_URL=" + castsURL, "MOVIES_LOG_LEVEL=" + s.opts.LogLevel,
-			// The stack has no OpenID provider yet (issue 19, in progress): writes are not verified.
-			"MOVIES_AUTH_VERIFY=off"}
+		return append([]string{"MOVIES_ADDR=" + addr, "MOVIES_DATABASE_URL=" + dbURL, "MOVIES_CASTS_URL=" + castsURL, "MOVIES_LOG_LEVEL=" + s.opts.LogLevel},
+			s.authEnv("MOVIES_")...)
 	})
+}
+
+// authEnv is how a service verifies tokens: the keys straight from Hydra's
+// public API, the issuer as the gateway names it. With Options.NoAuth, it
+// verifies nothing (make bench's comparison only).
+func (s *Stack) authEnv(prefix string) []string {
+	if s.opts.NoAuth {
+		return []string{prefix + "AUTH_VERIFY=off"}
+	}
+	return []string{
+		prefix + "AUTH_ISSUER=" + s.issuer(),
+		prefix + "AUTH_JWKS_URL=" + s.hydraPublicURL() + "/.well-known/jwks.json",
+		prefix + "AUTH_AUDIENCE=" + Audience,
+	}
 }
 
 // newService adds what both services share: the shutdown delay (each reads
@@ -422,6 +457,7 @@ func (s *Stack) startTraefik(ctx context.Context) error {
 		dynamicDir: s.opts.dynamicDir(),
 		accessLog:  filepath.Join(s.logDir, "traefik-access.log"),
 		ports:      s.opts.Ports,
+		hydra:      s.hydraPublicURL(),
 	}
 	for _, svc := range s.services {
 		switch svc.name {
@@ -453,7 +489,10 @@ func (s *Stack) startTraefik(ctx context.Context) error {
 	if s.opts.Profiling {
 		s.urls.Profiles["traefik"] = s.urls.Admin
 	}
+	s.urls.Issuer = s.issuer()
+	s.urls.HydraPublic, s.urls.HydraAdmin = s.hydraPublicURL(), s.hydraAdminURL()
 	servers := append(append([]string(nil), cfg.casts...), cfg.movies...)
+	servers = append(servers, cfg.hydra)
 	if err := waitTraefikReady(ctx, s.urls.Admin, servers, s.traefik, s.opts.ReadyTimeout); err != nil {
 		return err
 	}
@@ -524,6 +563,8 @@ func (s *Stack) DatabaseURL(role, database string) string {
 		password = s.secrets.Casts
 	case ServiceMovies:
 		password = s.secrets.Movies
+	case ServiceHydra:
+		password = s.secrets.Hydra
 	case Superuser:
 		password = s.secrets.Superuser
 	}
@@ -717,7 +758,7 @@ func (s *Stack) service(name string) (*service, error) {
 }
 
 // Stop stops everything in dependency order: the services (movies first, as
-// it calls casts), then Traefik, then PostgreSQL; then removes a throwaway
+// it calls casts), then Traefik, then Hydra, then PostgreSQL; then removes a throwaway
 // stack's files. It is safe to call more than once.
 func (s *Stack) Stop() error {
 	s.stopOnce.Do(func() {
@@ -730,6 +771,12 @@ func (s *Stack) Stop() error {
 		if s.traefik != nil {
 			errs = append(errs, s.traefik.stop(syscall.SIGTERM, 15*time.Second))
 		}
+		s.mu.Lock()
+		if s.hydra != nil {
+			errs = append(errs, s.hydra.stop(syscall.SIGTERM, 15*time.Second))
+			s.hydra = nil
+		}
+		s.mu.Unlock()
 		if s.pg != nil {
 			s.mu.Lock()
 			errs = append(errs, s.pg.Stop())

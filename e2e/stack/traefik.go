@@ -14,13 +14,14 @@ import (
 )
 
 // Routers the file provider must define, as Traefik's API names them.
-var wantRouters = []string{"movies@file", "casts@file", "movies-read@file", "casts-read@file", "movies-mesh@file", "casts-mesh@file"}
+var wantRouters = []string{"movies@file", "casts@file", "movies-read@file", "casts-read@file", "movies-mesh@file", "casts-mesh@file", "hydra@file"}
 
 // Variables that traefik/dynamic/routers.yml reads (through the file
 // provider's Go templates) for the servers of each service.
 const (
 	envStackCastsURLs  = "STACK_CASTS_URLS"
 	envStackMoviesURLs = "STACK_MOVIES_URLS"
+	envStackHydraURLs  = "STACK_HYDRA_URLS"
 )
 
 // Traefik's settings that decide what it costs rather than what it routes;
@@ -71,6 +72,7 @@ type traefikConfig struct {
 	ports      Ports
 	casts      []string // base URLs of the casts replicas
 	movies     []string // base URLs of the movies replicas
+	hydra      string   // base URL of the OpenID provider's public API
 	profiling  bool     // serve /debug/pprof/ on the API entrypoint
 	accessAll  bool     // log every request, without TraefikAccessLogFilters
 }
@@ -120,6 +122,7 @@ func (c traefikConfig) env() []string {
 		"GOGC="+TraefikGOGC,
 		envStackCastsURLs+"="+strings.Join(c.casts, ","),
 		envStackMoviesURLs+"="+strings.Join(c.movies, ","),
+		envStackHydraURLs+"="+c.hydra,
 	)
 }
 

@@ -54,8 +54,8 @@ func TestOptionsFromEnv(t *testing.T) {
 		{
 			name: "every variable",
 			env: map[string]string{"WEB_PORT": "9080", "ADMIN_PORT": "9081", "MESH_PORT": "9082", "MOVIES_PORT": "9000",
-				"CASTS_PORT": "9001", "PG_PORT": "0", "REPLICAS": "2", "SHUTDOWN_DELAY": "3500ms", "LOG_LEVEL": "debug"},
-			want: Options{Ports: Ports{Web: 9080, Admin: 9081, Mesh: 9082, Movies: 9000, Casts: 9001}, Replicas: 2,
+				"CASTS_PORT": "9001", "PG_PORT": "0", "HYDRA_PUBLIC_PORT": "9444", "HYDRA_ADMIN_PORT": "0", "REPLICAS": "2", "SHUTDOWN_DELAY": "3500ms", "LOG_LEVEL": "debug"},
+			want: Options{Ports: Ports{Web: 9080, Admin: 9081, Mesh: 9082, Movies: 9000, Casts: 9001, HydraPublic: 9444}, Replicas: 2,
 				ShutdownDelay: 3500 * time.Millisecond, LogLevel: "debug"},
 		},
 		{
@@ -200,6 +200,7 @@ func TestTraefikArgsAndEnv(t *testing.T) {
 		ports:      DefaultPorts(),
 		casts:      []string{"http://127.0.0.1:8001", "http://127.0.0.1:8011"},
 		movies:     []string{"http://127.0.0.1:8000"},
+		hydra:      "http://127.0.0.1:4444",
 	}
 	want := []string{
 		"--entrypoints.web.address=127.0.0.1:8080",
@@ -236,7 +237,8 @@ func TestTraefikArgsAndEnv(t *testing.T) {
 		t.Errorf("args with accessAll and profiling (-want +got):\n%s", diff)
 	}
 	env := strings.Join(cfg.env(), "\n")
-	for _, want := range []string{"STACK_CASTS_URLS=http://127.0.0.1:8001,http://127.0.0.1:8011", "STACK_MOVIES_URLS=http://127.0.0.1:8000", "GOGC=200"} {
+	for _, want := range []string{"STACK_CASTS_URLS=http://127.0.0.1:8001,http://127.0.0.1:8011", "STACK_MOVIES_URLS=http://127.0.0.1:8000",
+		"STACK_HYDRA_URLS=http://127.0.0.1:4444", "GOGC=200"} {
 		if !strings.Contains(env, want) {
 			t.Errorf("env lacks %s", want)
 		}
@@ -251,7 +253,7 @@ func TestCheckTraefik(t *testing.T) {
 	allRouters := `[{"name":"movies@file","status":"enabled"},{"name":"casts@file","status":"enabled"},
 		{"name":"movies-read@file","status":"enabled"},{"name":"casts-read@file","status":"enabled"},
 		{"name":"movies-mesh@file","status":"enabled"},{"name":"casts-mesh@file","status":"enabled"},
-		{"name":"api@internal","status":"enabled"}]`
+		{"name":"hydra@file","status":"enabled"},{"name":"api@internal","status":"enabled"}]`
 	upServices := `[{"name":"casts@file","serverStatus":{"http://127.0.0.1:8001":"UP"}},
 		{"name":"movies@file","serverStatus":{"http://127.0.0.1:8000/":"UP"}}]`
 	servers := []string{"http://127.0.0.1:8001", "http://127.0.0.1:8000"}

@@ -1,0 +1,430 @@
+package e2e
+
+import (
+	"context"
+	"crypto"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/movies-microservices/e2e/stack"
+)
+
+// The hostile tokens below are made here, from the stdlib alone: the point is that the services
+// refuse them, so the tests must not share the services' JWT code.
+
+// jwtPart is one base64url part of a JWT.
+func jwtPart(t testing.TB, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// forgeRS256 signs claims with a key of the test's own, which the provider never published.
+func forgeRS256(t testing.TB, key *rsa.PrivateKey, kid string, claims map[string]any) string {
+	t.Helper()
+	signing := jwtPart(t, map[string]any{"alg": "RS256", "typ": "JWT", "kid": kid}) + "." + jwtPart(t, claims)
+	digest := sha256.Sum256([]byte(signing))
+	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, digest[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signing + "." + base64.RawURLEncoding.EncodeToString(sig)
+}
+
+// tokenParts decodes the header and the claims of a real token.
+func tokenParts(t testing.TB, token string) (header, claims map[string]any) {
+	t.Helper()
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		t.Fatalf("the provider's access token has %d parts, want a JWT's 3", len(parts))
+	}
+	for i, dst := range []*map[string]any{&header, &claims} {
+		b, err := base64.RawURLEncoding.DecodeString(parts[i])
+		if err != nil {
+			t.Fatalf("token part %d: %v", i, err)
+		}
+		if err := json.Unmarshal(b, dst); err != nil {
+			t.Fatalf("token part %d: %v", i, err)
+		}
+	}
+	return header, claims
+}
+
+// providerPublicKeyPEM is the PEM of an RSA key in the provider's JWKS, read through the gateway,
+// for the classic attack: HS256 "signed" with the public key as the HMAC secret.
+func providerPublicKeyPEM(t testing.TB) []byte {
+	t.Helper()
+	// Not through call: the provider's answers carry no X-Request-Id and no contract of ours.
+	req, err := http.NewRequest(http.MethodGet, suite.gateway+"/.well-known/jwks.json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := doRequest(req)
+	if err != nil || r.Status != http.StatusOK {
+		t.Fatalf("GET /.well-known/jwks.json through the gateway: %d %v", r.Status, err)
+	}
+	var set struct {
+		Keys []struct{ Kty, N, E string } `json:"keys"`
+	}
+	if err := json.Unmarshal(r.Body, &set); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range set.Keys {
+		if k.Kty != "RSA" {
+			continue
+		}
+		n, err1 := base64.RawURLEncoding.DecodeString(k.N)
+		e, err2 := base64.RawURLEncoding.DecodeString(k.E)
+		if err1 != nil || err2 != nil {
+			t.Fatalf("JWKS key: %v %v", err1, err2)
+		}
+		pub := &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())}
+		der, err := x509.MarshalPKIXPublicKey(pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	}
+	t.Fatal("the provider's JWKS has no RSA key")
+	return nil
+}
+
+// badToken is an Authorization header the services must refuse.
+type badToken struct {
+	name   string
+	header string // "" sends none
+	// scope is the scope the route needs that the token lacks: 403 insufficient_scope; "" means 401.
+	forbidden bool
+}
+
+// hostileTokens are the barrage's Authorization headers. valid has both write scopes; castsOnly
+// and moviesOnly one each (real tokens from the provider).
+func hostileTokens(t *testing.T, valid string) []badToken {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	header, claims := tokenParts(t, valid)
+	kid, _ := header["kid"].(string)
+	now := time.Now().Unix()
+	with := func(change map[string]any) map[string]any {
+		c := map[string]any{}
+		for k, v := range claims {
+			c[k] = v
+		}
+		for k, v := range change {
+			c[k] = v
+		}
+		return c
+	}
+	parts := strings.Split(valid, ".")
+	// One payload character changed: still base64url, no longer what was signed.
+	payload := []byte(parts[1])
+	i := len(payload) / 2
+	if payload[i] == 'A' {
+		payload[i] = 'B'
+	} else {
+		payload[i] = 'A'
+	}
+	tampered := parts[0] + "." + string(payload) + "." + parts[2]
+
+	hs := jwtPart(t, map[string]any{"alg": "HS256", "typ": "JWT", "kid": kid}) + "." + jwtPart(t, claims)
+	mac := hmac.New(sha256.New, providerPublicKeyPEM(t))
+	mac.Write([]byte(hs))
+	hs256 := hs + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+
+	none := jwtPart(t, map[string]any{"alg": "none", "typ": "JWT", "kid": kid}) + "." + jwtPart(t, claims) + "."
+
+	return []badToken{
+		{name: "no header"},
+		{name: "Bearer with nothing", header: "Bearer"},
+		{name: "Bearer and a space", header: "Bearer "},
+		{name: "another scheme", header: "Basic " + base64.StdEncoding.EncodeToString([]byte(stack.DemoClientID+":nope"))},
+		{name: "the token without a scheme", header: valid},
+		{name: "garbage", header: "Bearer not-a-token"},
+		{name: "three garbage parts", header: "Bearer a.b.c"},
+		{name: "16 KiB token", header: "Bearer " + strings.Repeat("A", 16<<10)},
+		{name: "expired", header: bearer(forgeRS256(t, key, kid, with(map[string]any{"exp": now - 3600, "iat": now - 7200, "nbf": now - 7200})))},
+		{name: "not yet valid", header: bearer(forgeRS256(t, key, kid, with(map[string]any{"nbf": now + 3600, "iat": now + 3600, "exp": now + 7200})))},
+		{name: "wrong issuer", header: bearer(forgeRS256(t, key, kid, with(map[string]any{"iss": "https://issuer.invalid/"})))},
+		{name: "wrong audience", header: bearer(forgeRS256(t, key, kid, with(map[string]any{"aud": []string{"someone-else"}})))},
+		{name: "alg none", header: bearer(none)},
+		{name: "HS256 with the provider's public key", header: bearer(hs256)},
+		{name: "one payload byte changed", header: bearer(tampered)},
+		{name: "unknown kid", header: bearer(forgeRS256(t, key, "e2e-"+unique("kid")[4:], claims))},
+	}
+}
+
+// checkRefused checks a refused write's answer: status, WWW-Authenticate and problem+json.
+func checkRefused(t *testing.T, what string, bt badToken, r response) bool {
+	t.Helper()
+	want := http.StatusUnauthorized
+	if bt.forbidden {
+		want = http.StatusForbidden
+	}
+	var wrong []string
+	if r.Status != want {
+		wrong = append(wrong, fmt.Sprintf("status %d, want %d", r.Status, want))
+	}
+	challenge := r.Header.Get("WWW-Authenticate")
+	switch {
+	case !strings.HasPrefix(challenge, "Bearer realm="):
+		wrong = append(wrong, fmt.Sprintf("WWW-Authenticate %q, want a Bearer challenge with a realm", challenge))
+	case bt.forbidden && !strings.Contains(challenge, `error="insufficient_scope"`):
+		wrong = append(wrong, fmt.Sprintf("WWW-Authenticate %q, want error=\"insufficient_scope\"", challenge))
+	case bt.forbidden && !strings.Contains(challenge, `scope="`):
+		wrong = append(wrong, fmt.Sprintf("WWW-Authenticate %q, want the scope needed", challenge))
+	case bt.header == "" && strings.Contains(challenge, "error="):
+		wrong = append(wrong, fmt.Sprintf("WWW-Authenticate %q: no error parameter when no credentials were sent (RFC 6750 3.1)", challenge))
+	case !bt.forbidden && strings.HasPrefix(bt.header, "Bearer ") && strings.TrimSpace(bt.header) != "Bearer" &&
+		!strings.Contains(challenge, `error="invalid_token"`):
+		wrong = append(wrong, fmt.Sprintf("WWW-Authenticate %q, want error=\"invalid_token\"", challenge))
+	}
+	if r.Header.Get("Content-Type") != "application/problem+json" {
+		wrong = append(wrong, fmt.Sprintf("Content-Type %q, want application/problem+json", r.Header.Get("Content-Type")))
+	}
+	if bt.header != "" && len(bt.header) > 12 && strings.Contains(string(r.Body), strings.TrimPrefix(bt.header, "Bearer ")) {
+		wrong = append(wrong, "the body quotes the token")
+	}
+	if len(wrong) > 0 {
+		t.Errorf("%s with %s: %s (body %.200s)", what, bt.name, strings.Join(wrong, "; "), r.Body)
+		return false
+	}
+	return true
+}
+
+// TestWritesNeedToken: every write route, against a barrage of bad tokens, answers the documented
+// 401 or 403 with its Bearer challenge, never a 5xx, and writes nothing, which is read back.
+// Reads need no token.
+func TestWritesNeedToken(t *testing.T) {
+	t.Parallel()
+	needTarget(t)
+	valid := mustToken(t, stack.DemoScopes)
+	castsOnly := mustToken(t, scopeCasts)
+	moviesOnly := mustToken(t, scopeMovies)
+	tag := unique("Auth Barrage")
+	c := createCast(t, tag+" cast")
+	m := createMovie(t, movie{Name: tag + " movie", Plot: "p", Genres: []string{"drama"}, CastIDs: []int64{c.ID}})
+	castBefore := call(t, "GET", "/api/v1/casts/"+itoa(c.ID), "", noToken...)
+	movieBefore := call(t, "GET", "/api/v1/movies/"+itoa(m.ID), "", noToken...)
+
+	routes := []struct {
+		method, path, body string
+		needs              string // the scope
+	}{
+		{"POST", "/api/v1/casts", jsonBody(t, map[string]any{"name": tag + " new cast"}), scopeCasts},
+		{"PUT", "/api/v1/casts/" + itoa(c.ID), jsonBody(t, map[string]any{"name": tag + " replaced"}), scopeCasts},
+		{"PATCH", "/api/v1/casts/" + itoa(c.ID), jsonBody(t, map[string]any{"name": tag + " patched"}), scopeCasts},
+		{"DELETE", "/api/v1/casts/" + itoa(c.ID), "", scopeCasts},
+		{"POST", "/api/v1/movies", jsonBody(t, map[string]any{"name": tag + " new movie", "plot": "p", "genres": []string{}, "cast_ids": []int64{}}), scopeMovies},
+		{"PUT", "/api/v1/movies/" + itoa(m.ID), jsonBody(t, map[string]any{"name": tag + " replaced", "plot": "p", "genres": []string{}, "cast_ids": []int64{}}), scopeMovies},
+		{"PATCH", "/api/v1/movies/" + itoa(m.ID), jsonBody(t, map[string]any{"name": tag + " patched"}), scopeMovies},
+		{"DELETE", "/api/v1/movies/" + itoa(m.ID), "", scopeMovies},
+	}
+	tokens := hostileTokens(t, valid)
+	sent, refused := 0, 0
+	for _, route := range routes {
+		cases := tokens
+		// A real token of the provider with the other service's scope only.
+		if route.needs == scopeCasts {
+			cases = append(slices.Clone(cases), badToken{name: "a token with movies:write only", header: bearer(moviesOnly), forbidden: true})
+		} else {
+			cases = append(slices.Clone(cases), badToken{name: "a token with casts:write only", header: bearer(castsOnly), forbidden: true})
+		}
+		for _, bt := range cases {
+			headers := noToken
+			if bt.header != "" {
+				headers = []string{"Authorization", bt.header}
+			}
+			if route.method == "PATCH" {
+				headers = append(slices.Clone(headers), "Content-Type", "application/merge-patch+json")
+			}
+			r := call(t, route.method, route.path, route.body, headers...)
+			sent++
+			if checkRefused(t, route.method+" "+route.path, bt, r) {
+				refused++
+			}
+		}
+	}
+	t.Logf("%d bad-token writes sent, %d refused as documented", sent, refused)
+
+	// Nothing was written: the cast and the movie are as they were, no new one exists.
+	for _, before := range []struct {
+		path string
+		r    response
+	}{{"/api/v1/casts/" + itoa(c.ID), castBefore}, {"/api/v1/movies/" + itoa(m.ID), movieBefore}} {
+		after := call(t, "GET", before.path, "", noToken...)
+		if after.Status != http.StatusOK || after.Header.Get("ETag") != before.r.Header.Get("ETag") || string(after.Body) != string(before.r.Body) {
+			t.Errorf("%s after the barrage: %d ETag %s, want 200 ETag %s unchanged", before.path, after.Status, after.Header.Get("ETag"), before.r.Header.Get("ETag"))
+		}
+	}
+	for _, list := range []string{"/api/v1/casts?name=", "/api/v1/movies?name="} {
+		r := call(t, "GET", list+url.QueryEscape(tag+" new"), "", noToken...)
+		mustStatus(t, "list", r, http.StatusOK)
+		if string(r.Body) != "[]" {
+			t.Errorf("GET %s...: %s, want [] (a refused POST wrote)", list, r.Body)
+		}
+	}
+
+	// A refused write leaves nothing under its idempotency key either: the same key with a
+	// valid token then creates.
+	key := "e2e-auth-" + unique("key")[5:]
+	body := jsonBody(t, map[string]any{"name": tag + " idempotent"})
+	mustStatus(t, "POST with a bad token and a key", call(t, "POST", "/api/v1/casts", body, "Authorization", "Bearer garbage", "Idempotency-Key", key), http.StatusUnauthorized)
+	r := call(t, "POST", "/api/v1/casts", body, "Authorization", bearer(valid), "Idempotency-Key", key)
+	mustStatus(t, "POST with a valid token and the same key", r, http.StatusCreated)
+	if r.Header.Get("Idempotent-Replayed") == "true" {
+		t.Error("the first accepted POST under the key was a replay: the refused one was stored")
+	}
+}
+
+// TestEventsNeedRelayToken: the movie service's internal API takes events only with the relay's
+// scope (movies:events): none, or the demo client's token, changes nothing.
+func TestEventsNeedRelayToken(t *testing.T) {
+	t.Parallel()
+	needTarget(t)
+	c := createCast(t, unique("Event Auth Cast"))
+	m := createMovie(t, movie{Name: unique("Event Auth Movie"), Plot: "p", Genres: []string{}, CastIDs: []int64{c.ID}})
+	for _, bt := range []badToken{
+		{name: "no header"},
+		{name: "garbage", header: "Bearer garbage"},
+		{name: "the demo client's token", header: bearer(mustToken(t, stack.DemoScopes)), forbidden: true},
+	} {
+		body := jsonBody(t, castDeletedEvent(t, c.ID))
+		req, err := http.NewRequest("POST", meshURL(t)+eventsPath, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if bt.header != "" {
+			req.Header.Set("Authorization", bt.header)
+		}
+		r, err := doRequest(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkRefused(t, "POST "+eventsPath, bt, r)
+	}
+	got, _ := getMovie(t, m.ID)
+	if !slices.Contains(got.CastIDs, c.ID) {
+		t.Errorf("movie %d lost cast %d to a refused event: cast_ids %v", m.ID, c.ID, got.CastIDs)
+	}
+}
+
+// TestProviderDown: with the provider stopped, a token obtained before keeps working for writes
+// (the services verify it with the keys they fetched), a new token cannot be had, and reads never
+// notice. Not parallel: other tests need new tokens.
+func TestProviderDown(t *testing.T) {
+	tg := needTarget(t)
+	token := mustToken(t, stack.DemoScopes)
+	if err := tg.StopProvider(); err != nil {
+		t.Fatal(err)
+	}
+	started := false
+	t.Cleanup(func() {
+		if !started {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			if err := tg.StartProvider(ctx); err != nil {
+				t.Errorf("start the provider again: %v", err)
+			}
+		}
+	})
+
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if _, err := tg.Token(ctx, stack.DemoScopes); err == nil {
+		t.Error("a new token was issued with the provider stopped")
+	} else {
+		t.Logf("getting a new token fails, as it should: %v", err)
+	}
+	created := call(t, "POST", "/api/v1/casts", jsonBody(t, map[string]any{"name": unique("Provider Down")}), "Authorization", bearer(token))
+	mustStatus(t, "POST cast with the earlier token", created, http.StatusCreated)
+	c := decodeAs[cast](t, created)
+	mustStatus(t, "PATCH with the earlier token", call(t, "PATCH", "/api/v1/casts/"+itoa(c.ID), `{"nationality":"Irish"}`,
+		"Authorization", bearer(token), "Content-Type", "application/merge-patch+json"), http.StatusOK)
+	mustStatus(t, "POST movie with the earlier token", call(t, "POST", "/api/v1/movies", jsonBody(t, map[string]any{
+		"name": unique("Provider Down"), "plot": "p", "genres": []string{}, "cast_ids": []int64{c.ID}}), "Authorization", bearer(token)), http.StatusCreated)
+	mustStatus(t, "read a cast", call(t, "GET", "/api/v1/casts/"+itoa(c.ID), ""), http.StatusOK)
+	mustStatus(t, "list movies", call(t, "GET", "/api/v1/movies?limit=1", ""), http.StatusOK)
+
+	ctx, cancel = context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	if err := tg.StartProvider(ctx); err != nil {
+		t.Fatal(err)
+	}
+	started = true
+	mustStatus(t, "POST with a new token", call(t, "POST", "/api/v1/casts", jsonBody(t, map[string]any{"name": unique("Provider Back")}),
+		"Authorization", bearer(mustToken(t, stack.DemoScopes))), http.StatusCreated)
+}
+
+// TestSigningKeyRotation: a new signing key in the provider is picked up by both services
+// without a restart (an unknown kid makes them fetch the JWKS again), and tokens signed with the
+// earlier key stay valid while it is published. Not parallel: it changes the provider's keys.
+func TestSigningKeyRotation(t *testing.T) {
+	tg := needTarget(t)
+	before := mustToken(t, stack.DemoScopes)
+	oldHeader, _ := tokenParts(t, before)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	kid, err := tg.RotateSigningKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := mustToken(t, stack.DemoScopes)
+	newHeader, _ := tokenParts(t, after)
+	if newHeader["kid"] != kid || kid == oldHeader["kid"] {
+		t.Fatalf("after the rotation the token's kid is %v (before %v), want the new key's %q", newHeader["kid"], oldHeader["kid"], kid)
+	}
+	for _, token := range []string{after, before} {
+		c := call(t, "POST", "/api/v1/casts", jsonBody(t, map[string]any{"name": unique("Rotation")}), "Authorization", bearer(token))
+		mustStatus(t, "POST cast", c, http.StatusCreated)
+		mustStatus(t, "POST movie", call(t, "POST", "/api/v1/movies", jsonBody(t, map[string]any{
+			"name": unique("Rotation"), "plot": "p", "genres": []string{}, "cast_ids": []int64{decodeAs[cast](t, c).ID}}),
+			"Authorization", bearer(token)), http.StatusCreated)
+	}
+}
+
+// TestTokenClaims: the provider's tokens are JWTs for this API: the stack's issuer, the audience,
+// the scopes asked for, and a lifetime of minutes.
+func TestTokenClaims(t *testing.T) {
+	t.Parallel()
+	tg := needTarget(t)
+	header, claims := tokenParts(t, mustToken(t, stack.DemoScopes))
+	if alg := header["alg"]; alg != "RS256" {
+		t.Errorf("alg %v, want RS256", alg)
+	}
+	if iss := claims["iss"]; iss != tg.URLs().Issuer {
+		t.Errorf("iss %v, want %q", iss, tg.URLs().Issuer)
+	}
+	aud, _ := claims["aud"].([]any)
+	if !slices.Contains(aud, any(stack.Audience)) {
+		t.Errorf("aud %v, want %q in it", claims["aud"], stack.Audience)
+	}
+	scp, _ := claims["scp"].([]any)
+	if !slices.Contains(scp, any(scopeCasts)) || !slices.Contains(scp, any(scopeMovies)) {
+		t.Errorf("scp %v, want %s and %s", claims["scp"], scopeCasts, scopeMovies)
+	}
+	exp, _ := claims["exp"].(float64)
+	iat, _ := claims["iat"].(float64)
+	if life := time.Duration(exp-iat) * time.Second; life <= 0 || life > 15*time.Minute {
+		t.Errorf("lifetime %s, want minutes", life)
+	}
+}
