@@ -28,7 +28,7 @@ bin/traefik: traefik/go.mod traefik/go.sum traefik/build.sh
 	traefik/build.sh $(traefik_version) bin/traefik
 	@touch $@
 
-hydra: bin/hydra ## Build the pinned Ory Hydra (the coming OpenID provider, not started by any stack yet) into bin/hydra (once per pin, cached in ~/.cache/movies-microservices).
+hydra: bin/hydra ## Build the pinned Ory Hydra (the stacks' OpenID provider) into bin/hydra (once per pin, cached in ~/.cache/movies-microservices).
 
 # The pin is HYDRA_VERSION in e2e/hydra/build.sh; the build is cached per pin outside the tree.
 bin/hydra: e2e/hydra/build.sh
@@ -45,7 +45,7 @@ e2e/node_modules/.package-lock.json: e2e/package.json e2e/package-lock.json
 	cd e2e && npm ci --ignore-scripts --no-audit --no-fund
 	@touch $@
 
-run: build traefik ## Run the whole stack as local processes (PostgreSQL data kept in .run/).
+run: build traefik hydra ## Run the whole stack as local processes (PostgreSQL data kept in .run/).
 	go run ./e2e/cmd/stack run
 
 vet: ## go vet every module.
@@ -53,17 +53,17 @@ vet: ## go vet every module.
 
 # -p 1: one package at a time. The e2e fault tests (rolling restart under load) measure the stack,
 # and on 2 cores another package's tests running beside them starve Traefik's health checks.
-test: vet build traefik lint-tools ## Vet, then every test of every module against a throwaway PostgreSQL (OpenAPI lints and twin check included).
+test: vet build traefik hydra lint-tools ## Vet, then every test of every module against a throwaway PostgreSQL (OpenAPI lints and twin check included).
 	$(WITH_POSTGRES) go test -p 1 -count=1 $(GO_PACKAGES)
 
-e2e: build traefik ## Only the black-box suite through the gateway.
+e2e: build traefik hydra ## Only the black-box suite through the gateway.
 	$(WITH_POSTGRES) go test -count=1 ./e2e/...
 
 # The suite against a throwaway Compose project (images built, `up --wait`), always taken down with
 # its volumes, also on failure or Ctrl-C. Official images where the engine can pull them, else
 # stand-ins made offline (e2e/compose/standins.sh); it says which. Ports: 127.0.0.1, picked by the engine.
 E2E_COMPOSE_TIMEOUT ?= 30m
-e2e-compose: traefik ## The e2e suite against the Docker Compose stack (needs Docker; see README "With Docker").
+e2e-compose: traefik hydra ## The e2e suite against the Docker Compose stack (needs Docker; see README "With Docker").
 	E2E_NO_SKIP=1 go run ./e2e/cmd/stack compose -- go test -v -count=1 -timeout $(E2E_COMPOSE_TIMEOUT) ./e2e
 
 FUZZTIME ?= 20s
@@ -79,7 +79,7 @@ fuzz: ## Fuzz each request decoder and query parser for FUZZTIME (20s) each; the
 		go test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg; \
 	done
 
-bench: build traefik ## Benchmark each scenario direct, via Traefik and via nginx, plus pgbench (needs wrk, nginx; ~7 min).
+bench: build traefik hydra ## Benchmark each scenario direct, via Traefik and via nginx, plus pgbench (needs wrk, nginx; ~7 min).
 	go run ./e2e/cmd/bench
 
 clean: ## Remove build output (bin/). Run data in .run/ is kept: rm -rf .run to reset it.

@@ -26,7 +26,18 @@ const (
 	ServiceTraefik  = "traefik"
 	ServiceCastsDB  = "casts-db"
 	ServiceMoviesDB = "movies-db"
+	// The OpenID provider, its database, and its one-shot migration and client setup.
+	ServiceHydra        = stack.ServiceHydra
+	ServiceHydraDB      = "hydra-db"
+	ServiceHydraMigrate = "hydra-migrate"
+	ServiceHydraClients = "hydra-clients"
 )
+
+// hydraAdmin is Hydra's admin API inside its container, on the container's loopback only.
+const hydraAdmin = "http://127.0.0.1:4445"
+
+// defaultIssuer is HYDRA_ISSUER's default in compose.yaml.
+const defaultIssuer = "http://localhost:8080/"
 
 // servicePorts are the ports each service listens on inside its container (compose.yaml).
 var servicePorts = map[string]string{stack.ServiceCasts: "8001", stack.ServiceMovies: "8000"}
@@ -77,6 +88,7 @@ type Project struct {
 	envFile string
 	dir     string // temp dir of Up (env file, test override), removed by Down; "" after Attach
 	secrets stack.Secrets
+	issuer  string // HYDRA_ISSUER: the tokens' iss
 
 	mu   sync.Mutex // guards urls
 	urls stack.URLs
@@ -93,7 +105,7 @@ func Up(ctx context.Context, opts Options) (_ *Project, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("compose: %w", err)
 	}
-	p := &Project{opts: opts, dir: dir, secrets: stack.NewSecrets()}
+	p := &Project{opts: opts, dir: dir, secrets: stack.NewSecrets(), issuer: defaultIssuer}
 	p.secrets.Superuser = "" // each service's role owns its own server; there is no other
 	defer func() {
 		if err != nil {
@@ -129,7 +141,7 @@ func Up(ctx context.Context, opts Options) (_ *Project, err error) {
 	if err := p.stream(ctx, args...); err != nil {
 		return nil, fmt.Errorf("compose: %s: %w\n%s", strings.Join(args, " "), err, p.describe(ctx))
 	}
-	if err := p.waitRouted(ctx, stack.ServiceCasts, stack.ServiceMovies); err != nil {
+	if err := p.waitRouted(ctx, stack.ServiceCasts, stack.ServiceMovies, ServiceHydra); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(opts.Progress, "compose: project %s up, gateway %s\n", opts.Name, p.URLs().Gateway)
@@ -165,7 +177,10 @@ func Attach(ctx context.Context, repoRoot string, getenv func(string) string) (*
 	if err != nil {
 		return nil, err
 	}
-	p.secrets = stack.Secrets{Casts: env["CASTS_DB_PASSWORD"], Movies: env["MOVIES_DB_PASSWORD"]}
+	p.secrets = stack.Secrets{Casts: env["CASTS_DB_PASSWORD"], Movies: env["MOVIES_DB_PASSWORD"],
+		Hydra: env["HYDRA_DB_PASSWORD"], HydraSystem: env["HYDRA_SECRETS_SYSTEM"],
+		DemoClient: env["HYDRA_DEMO_CLIENT_SECRET"], RelayClient: env["HYDRA_RELAY_CLIENT_SECRET"]}
+	p.issuer = env["HYDRA_ISSUER"]
 	if err := p.refreshURLs(ctx); err != nil {
 		return nil, err
 	}
@@ -207,6 +222,11 @@ func (p *Project) envFileText() string {
 	return strings.Join([]string{
 		"CASTS_DB_NAME=casts", "CASTS_DB_USER=casts", "CASTS_DB_PASSWORD=" + p.secrets.Casts,
 		"MOVIES_DB_NAME=movies", "MOVIES_DB_USER=movies", "MOVIES_DB_PASSWORD=" + p.secrets.Movies,
+		"HYDRA_DB_PASSWORD=" + p.secrets.Hydra, "HYDRA_SECRETS_SYSTEM=" + p.secrets.HydraSystem,
+		"HYDRA_DEMO_CLIENT_SECRET=" + p.secrets.DemoClient, "HYDRA_RELAY_CLIENT_SECRET=" + p.secrets.RelayClient,
+		// The tokens' iss: a name, compared as such; clients reach the provider on the
+		// gateway's published port whatever it is.
+		"HYDRA_ISSUER=" + p.issuer,
 		"CASTS_LOG_LEVEL=" + p.opts.LogLevel, "MOVIES_LOG_LEVEL=" + p.opts.LogLevel, "GATEWAY_LOG_LEVEL=INFO",
 		// compose.yaml's own published ports are replaced by the test override's.
 		"WEB_PORT=0", "DASHBOARD_PORT=0",
@@ -399,7 +419,7 @@ func (p *Project) refreshURLs(ctx context.Context) error {
 		}
 		return "", fmt.Errorf("compose: %s publishes no port for %s", container, private)
 	}
-	var u stack.URLs
+	u := stack.URLs{Issuer: p.issuer}
 	if u.Gateway, err = port(ServiceTraefik, "8080", 1); err != nil {
 		return err
 	}
@@ -453,7 +473,7 @@ func (p *Project) Recreate(ctx context.Context, removeVolumes bool) error {
 	if err := p.stream(ctx, up...); err != nil {
 		return fmt.Errorf("compose: %s: %w\n%s", strings.Join(up, " "), err, p.describe(ctx))
 	}
-	return p.waitRouted(ctx, stack.ServiceCasts, stack.ServiceMovies)
+	return p.waitRouted(ctx, stack.ServiceCasts, stack.ServiceMovies, ServiceHydra)
 }
 
 // Volumes are the names of the project's volumes.
@@ -553,7 +573,7 @@ func (p *Project) WaitReady(ctx context.Context) error {
 func (p *Project) waitRouted(ctx context.Context, services ...string) error {
 	var containers []string
 	for _, svc := range services {
-		for i := range p.opts.Replicas {
+		for i := range p.replicas(svc) {
 			containers = append(containers, p.Container(svc, i))
 		}
 	}
@@ -566,14 +586,22 @@ func (p *Project) waitRouted(ctx context.Context, services ...string) error {
 	admin := p.URLs().Admin
 	client := &http.Client{Timeout: 2 * time.Second}
 	for _, svc := range services {
-		err := poll(ctx, p.opts.ReadyTimeout, fmt.Sprintf("Traefik routing to %d %s server(s)", p.opts.Replicas, svc), func() error {
-			return serversUp(ctx, client, admin, svc+"@docker", p.opts.Replicas)
+		err := poll(ctx, p.opts.ReadyTimeout, fmt.Sprintf("Traefik routing to %d %s server(s)", p.replicas(svc), svc), func() error {
+			return serversUp(ctx, client, admin, svc+"@docker", p.replicas(svc))
 		})
 		if err != nil {
 			return fmt.Errorf("%w\n%s", err, p.describe(ctx))
 		}
 	}
 	return nil
+}
+
+// replicas is how many containers service runs: Replicas for casts and movies, one for the rest.
+func (p *Project) replicas(service string) int {
+	if service == stack.ServiceCasts || service == stack.ServiceMovies {
+		return p.opts.Replicas
+	}
+	return 1
 }
 
 // waitHealthy waits until each container's health check passes, asking the engine about all of
@@ -645,7 +673,8 @@ func poll(ctx context.Context, timeout time.Duration, what string, check func() 
 // its container's name), stopped containers included.
 func (p *Project) Logs(ctx context.Context) (map[string]string, error) {
 	logs := map[string]string{}
-	for _, svc := range []string{ServiceTraefik, stack.ServiceCasts, stack.ServiceMovies, ServiceCastsDB, ServiceMoviesDB} {
+	for _, svc := range []string{ServiceTraefik, stack.ServiceCasts, stack.ServiceMovies, ServiceCastsDB, ServiceMoviesDB,
+		ServiceHydra, ServiceHydraDB, ServiceHydraMigrate, ServiceHydraClients} {
 		out, err := p.output(ctx, "logs", "--no-color", svc)
 		if err != nil {
 			return nil, err
@@ -653,6 +682,54 @@ func (p *Project) Logs(ctx context.Context) (map[string]string, error) {
 		logs[svc] = string(out)
 	}
 	return logs, nil
+}
+
+// Token gets an access token of the demo client with scope (space-separated) through the
+// gateway's token endpoint, as a client of the stack would.
+func (p *Project) Token(ctx context.Context, scope string) (string, error) {
+	return stack.FetchToken(ctx, p.URLs().Gateway+"/oauth2/token", stack.DemoClientID, p.secrets.DemoClient, scope)
+}
+
+// StopProvider stops Hydra's container, and nothing else: tokens already issued stay valid
+// until they expire, and the services keep the keys they fetched.
+func (p *Project) StopProvider() error {
+	_, err := p.output(context.Background(), "stop", ServiceHydra)
+	return err
+}
+
+// StartProvider starts Hydra's container again and returns once it is healthy, Traefik routes
+// to it and the gateway hands out tokens.
+func (p *Project) StartProvider(ctx context.Context) error {
+	if _, err := p.output(ctx, "start", ServiceHydra); err != nil {
+		return err
+	}
+	if err := p.waitRouted(ctx, ServiceHydra); err != nil {
+		return err
+	}
+	return poll(ctx, p.opts.ReadyTimeout, "a token through the gateway", func() error {
+		_, err := p.Token(ctx, stack.DemoScopes)
+		return err
+	})
+}
+
+// RotateSigningKey has Hydra make a new key for its access tokens and sign with it from then
+// on, with Hydra's own command inside its container (the admin API is on the container's
+// loopback only); it returns the new key's id.
+func (p *Project) RotateSigningKey(ctx context.Context) (string, error) {
+	out, err := p.output(ctx, "exec", "-T", ServiceHydra, "hydra", "create", "jwks", "hydra.jwt.access-token",
+		"--alg", "RS256", "--use", "sig", "--endpoint", hydraAdmin, "--format", "json")
+	if err != nil {
+		return "", err
+	}
+	var set struct {
+		Keys []struct {
+			Kid string `json:"kid"`
+		} `json:"keys"`
+	}
+	if err := json.Unmarshal(out, &set); err != nil || len(set.Keys) == 0 || set.Keys[0].Kid == "" {
+		return "", fmt.Errorf("compose: hydra create jwks answered no key id (%v): %.200s", err, out)
+	}
+	return set.Keys[0].Kid, nil
 }
 
 // AccessLog is Traefik's output: its JSON access log lines among its own log lines.

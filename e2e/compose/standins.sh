@@ -13,11 +13,14 @@
 #                                                  (debootstrap --variant=minbase) and an entrypoint of
 #                                                  our own honouring POSTGRES_USER/PASSWORD/DB.
 #   movies-microservices-standin/traefik:v3.6.12   for traefik:v3.6.12: bin/traefik (make traefik).
+#   movies-microservices-standin/hydra:v2.3.0      for oryd/hydra:v2.3.0 (the Alpine variant): bin/hydra
+#                                                  (make hydra) as /usr/bin/hydra, busybox-static for its
+#                                                  shell and wget, user nonroot (65532).
 #
 # The names are never an official image's name, so a user's own images are never overwritten.
 # e2e/compose/standins.yaml points compose.yaml at them. Each image carries a label with a digest of
 # what it was made from and is remade only when that changes; `standins.sh --force` remakes them.
-# Arguments name the images to make (runtime builder postgres traefik); none means all four.
+# Arguments name the images to make (runtime builder postgres traefik hydra); none means all five.
 # Needs: docker, go, debootstrap (Debian package), apt-get (to download busybox-static), root.
 set -euo pipefail
 
@@ -33,6 +36,7 @@ mkdir -p "$cache"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
+hydra_version=$(sed -n 's/^HYDRA_VERSION=\(v[0-9.]*\).*/\1/p' "$repo/e2e/hydra/build.sh")
 traefik_version=$(awk '{for (i = 1; i < NF; i++) if ($i == "github.com/traefik/traefik/v3") {print $(i+1); exit}}' "$repo/traefik/go.mod")
 
 # current IMAGE DIGEST: true when IMAGE exists with label standin.digest=DIGEST.
@@ -63,6 +67,27 @@ skeleton() {
 	echo 'root:x:0:' >"$root/etc/group"
 }
 
+# busybox ROOT: busybox-static from Debian (downloaded once into the cache) as ROOT/bin/busybox,
+# with a link for each of its commands.
+busybox() {
+	local root=$1 deb
+	deb=$(ls "$cache"/busybox-static_*.deb 2>/dev/null | head -1 || true)
+	if [ -z "$deb" ]; then
+		(cd "$cache" && apt-get download busybox-static >/dev/null 2>&1) || {
+			echo "standins: apt-get download busybox-static failed" >&2
+			exit 1
+		}
+		deb=$(ls "$cache"/busybox-static_*.deb | head -1)
+	fi
+	rm -rf "$work/busybox"
+	dpkg-deb -x "$deb" "$work/busybox"
+	mkdir -p "$root/bin"
+	cp "$work/busybox/bin/busybox" "$root/bin/busybox"
+	for cmd in $("$root/bin/busybox" --list); do
+		[ -e "$root/bin/$cmd" ] || ln -s busybox "$root/bin/$cmd"
+	done
+}
+
 # --- runtime base: distroless static nonroot -------------------------------------------------
 make_runtime() {
 	local image=$prefix/static:nonroot sum
@@ -86,22 +111,10 @@ make_builder() {
 	goroot=$(go env GOROOT)
 	sum=$( (echo builder-2; go version; cat "$repo"/casts/go.sum "$repo"/movies/go.sum) | digest)
 	current "$image" "$sum" && { echo "standins: $image is current"; return; }
-	local root=$work/builder deb
+	local root=$work/builder
 	skeleton "$root" /bin/sh
-	mkdir -p "$root/bin" "$root/usr/local" "$root/go/proxy" "$root/root"
-	deb=$(ls "$cache"/busybox-static_*.deb 2>/dev/null | head -1 || true)
-	if [ -z "$deb" ]; then
-		(cd "$cache" && apt-get download busybox-static >/dev/null 2>&1) || {
-			echo "standins: apt-get download busybox-static failed" >&2
-			exit 1
-		}
-		deb=$(ls "$cache"/busybox-static_*.deb | head -1)
-	fi
-	dpkg-deb -x "$deb" "$work/busybox"
-	cp "$work/busybox/bin/busybox" "$root/bin/busybox"
-	for cmd in $("$root/bin/busybox" --list); do
-		[ -e "$root/bin/$cmd" ] || ln -s busybox "$root/bin/$cmd"
-	done
+	mkdir -p "$root/usr/local" "$root/go/proxy" "$root/root"
+	busybox "$root"
 	cp -a "$goroot" "$root/usr/local/go"
 	# Every module (and go.mod of every module in the graph) of both services, as the proxy serves them.
 	local svc
@@ -171,7 +184,25 @@ make_traefik() {
 		--change 'ENTRYPOINT ["traefik"]' --change 'EXPOSE 80'
 }
 
-for part in "${@:-runtime builder postgres traefik}"; do
+# --- Hydra ---------------------------------------------------------------------------------------
+make_hydra() {
+	local image=$prefix/hydra:$hydra_version sum bin=$repo/bin/hydra
+	[ -x "$bin" ] || { echo "standins: $bin is missing: run make hydra first" >&2; exit 1; }
+	sum=$( (echo hydra-1; cat "$bin") | digest)
+	current "$image" "$sum" && { echo "standins: $image is current"; return; }
+	local root=$work/hydra
+	skeleton "$root" /bin/sh
+	busybox "$root"
+	mkdir -p "$root/usr/bin" "$root/home/nonroot"
+	printf 'nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >>"$root/etc/passwd"
+	printf 'nonroot:x:65532:\n' >>"$root/etc/group"
+	chown 65532:65532 "$root/home/nonroot"
+	cp "$bin" "$root/usr/bin/hydra"
+	import "$root" "$image" "$sum" --change 'ENV PATH=/usr/bin:/bin' --change 'USER nonroot' \
+		--change 'ENTRYPOINT ["hydra"]' --change 'CMD ["serve", "all"]'
+}
+
+for part in "${@:-runtime builder postgres traefik hydra}"; do
 	for p in $part; do
 		"make_$p"
 	done

@@ -49,7 +49,7 @@ func TestComposeValidAgainstSpec(t *testing.T) {
 	t.Parallel()
 
 	project := loadProject(t)
-	want := []string{"casts", "casts-db", "movies", "movies-db", "traefik"}
+	want := []string{"casts", "casts-db", "hydra", "hydra-clients", "hydra-db", "hydra-migrate", "movies", "movies-db", "traefik"}
 	if got := project.ServiceNames(); !slices.Equal(sorted(got), want) {
 		t.Errorf("services = %v, want %v", sorted(got), want)
 	}

@@ -12,8 +12,9 @@ import (
 // wantRouterNames are the routers ARCHITECTURE.md fixes, with each service's
 // public router split in two (GET and HEAD without the body limit, the other
 // methods with it): each service on the public entrypoint and on the mesh, plus the movie service's internal
-// API on the mesh only. Checked so that two empty sources do not pass as equal.
-var wantRouterNames = []string{"casts", "casts-mesh", "casts-read", "movies", "movies-internal", "movies-mesh", "movies-read"}
+// API on the mesh only, and the OpenID provider's public documents and token endpoint (hydra).
+// Checked so that two empty sources do not pass as equal.
+var wantRouterNames = []string{"casts", "casts-mesh", "casts-read", "hydra", "movies", "movies-internal", "movies-mesh", "movies-read"}
 
 func TestRoutersSameInComposeLabelsAndFileProvider(t *testing.T) {
 	t.Parallel()
@@ -51,6 +52,7 @@ func TestRoutersFileRendersEveryReplica(t *testing.T) {
 			want: map[string][]string{
 				"casts":  {"http://127.0.0.1:8001"},
 				"movies": {"http://127.0.0.1:8000"},
+				"hydra":  {"http://127.0.0.1:4444"},
 			},
 		},
 		{
@@ -58,10 +60,12 @@ func TestRoutersFileRendersEveryReplica(t *testing.T) {
 			env: map[string]string{
 				"STACK_CASTS_URLS":  "http://127.0.0.1:18001",
 				"STACK_MOVIES_URLS": "http://127.0.0.1:18000",
+				"STACK_HYDRA_URLS":  "http://127.0.0.1:14444",
 			},
 			want: map[string][]string{
 				"casts":  {"http://127.0.0.1:18001"},
 				"movies": {"http://127.0.0.1:18000"},
+				"hydra":  {"http://127.0.0.1:14444"},
 			},
 		},
 		{
@@ -73,6 +77,7 @@ func TestRoutersFileRendersEveryReplica(t *testing.T) {
 			want: map[string][]string{
 				"casts":  {"http://127.0.0.1:18001", "http://127.0.0.1:18011"},
 				"movies": {"http://127.0.0.1:18000", "http://127.0.0.1:18010", "http://127.0.0.1:18020"},
+				"hydra":  {"http://127.0.0.1:4444"},
 			},
 		},
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -15,15 +16,17 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// The test binary doubles as fake casts, movies and traefik programs, so the
-// orchestration of Start can be tested before the real binaries exist.
+// The test binary doubles as fake casts, movies, traefik and hydra programs, so
+// the orchestration of Start can be tested before the real binaries exist.
 const (
 	envFake     = "STACK_TEST_FAKE"      // set: this process is a fake
 	envFakeFail = "STACK_TEST_FAKE_FAIL" // name of a fake that must fail at start
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv(envFake) != "" {
+	// Hydra gets an environment of its own (hydraConfig.env), without envFake: its
+	// commands tell the fake apart.
+	if os.Getenv(envFake) != "" || (len(os.Args) > 1 && (os.Args[1] == "migrate" || os.Args[1] == "serve")) {
 		os.Exit(runFake())
 	}
 	os.Exit(m.Run())
@@ -33,6 +36,11 @@ func runFake() int {
 	switch {
 	case len(os.Args) > 1 && strings.HasPrefix(os.Args[1], "--entrypoints."):
 		return fakeTraefik()
+	case len(os.Args) > 1 && os.Args[1] == "migrate":
+		fmt.Println("fake hydra: migrated")
+		return 0
+	case len(os.Args) > 1 && os.Args[1] == "serve":
+		return fakeHydra()
 	case os.Getenv("CASTS_ADDR") != "":
 		return fakeService("casts", os.Getenv("CASTS_ADDR"), os.Getenv("CASTS_DATABASE_URL"))
 	case os.Getenv("MOVIES_ADDR") != "":
@@ -95,19 +103,35 @@ func fakeTraefik() int {
 	})
 	mux.HandleFunc("GET /api/http/services", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode([]traefikService{
-			{Name: "casts@file", ServerStatus: fakeHealth(os.Getenv(envStackCastsURLs))},
-			{Name: "movies@file", ServerStatus: fakeHealth(os.Getenv(envStackMoviesURLs))},
+			{Name: "casts@file", ServerStatus: fakeHealth(os.Getenv(envStackCastsURLs), "/readyz")},
+			{Name: "movies@file", ServerStatus: fakeHealth(os.Getenv(envStackMoviesURLs), "/readyz")},
+			{Name: "hydra@file", ServerStatus: fakeHealth(os.Getenv(envStackHydraURLs), "/health/ready")},
 		})
 	})
 	return serveUntilSignal("traefik", admin, mux)
 }
 
-func fakeHealth(urls string) map[string]string {
+// fakeHydra answers what Start asks of Hydra: readiness on both APIs, the
+// clients it creates, and a key set.
+func fakeHydra() int {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health/ready", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{"status":"ok"}`) })
+	mux.HandleFunc("POST /admin/clients", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusCreated) })
+	mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{"keys":[]}`) })
+	errc := make(chan int, 1)
+	go func() {
+		errc <- serveUntilSignal("hydra admin", net.JoinHostPort(os.Getenv("SERVE_ADMIN_HOST"), os.Getenv("SERVE_ADMIN_PORT")), mux)
+	}()
+	code := serveUntilSignal("hydra", net.JoinHostPort(os.Getenv("SERVE_PUBLIC_HOST"), os.Getenv("SERVE_PUBLIC_PORT")), mux)
+	return max(code, <-errc)
+}
+
+func fakeHealth(urls, path string) map[string]string {
 	status := make(map[string]string)
 	client := &http.Client{Timeout: time.Second}
 	for _, url := range strings.Split(urls, ",") {
 		status[url] = "DOWN"
-		if code, err := httpStatus(context.Background(), client, url+"/readyz"); err == nil && code == http.StatusOK {
+		if code, err := httpStatus(context.Background(), client, url+path); err == nil && code == http.StatusOK {
 			status[url] = "UP"
 		}
 	}

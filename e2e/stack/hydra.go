@@ -99,7 +99,9 @@ func (s *Stack) startHydra(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	migrate := exec.CommandContext(ctx, s.opts.Binaries.Hydra, "migrate", "sql", "up", "--read-from-env", "--yes")
+	migrateCtx, cancel := context.WithTimeout(ctx, s.opts.ReadyTimeout)
+	defer cancel()
+	migrate := exec.CommandContext(migrateCtx, s.opts.Binaries.Hydra, "migrate", "sql", "up", "--read-from-env", "--yes")
 	migrate.Env = cfg.env()
 	migrate.Stdout, migrate.Stderr = log, log
 	err = migrate.Run()

@@ -24,7 +24,7 @@ func fakeRepo(t *testing.T) (string, Binaries) {
 	if err := os.MkdirAll(filepath.Join(root, "traefik", "dynamic"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return root, Binaries{Casts: exe, Movies: exe, Traefik: exe}
+	return root, Binaries{Casts: exe, Movies: exe, Traefik: exe, Hydra: exe}
 }
 
 func TestStartOrchestratesFakeBinaries(t *testing.T) {
@@ -95,7 +95,7 @@ func TestStartOrchestratesFakeBinaries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	passwords := []string{secrets.Superuser, secrets.Casts, secrets.Movies}
+	passwords := []string{secrets.Superuser, secrets.Casts, secrets.Movies, secrets.Hydra, secrets.HydraSystem, secrets.DemoClient, secrets.RelayClient}
 	assertNoSecrets(t, "LogOutput", logs.String(), passwords...)
 	assertNoSecrets(t, "progress", progress.String(), passwords...)
 	files, _ := filepath.Glob(filepath.Join(dir, "logs", "*.log"))
@@ -107,7 +107,7 @@ func TestStartOrchestratesFakeBinaries(t *testing.T) {
 	for _, f := range files {
 		names = append(names, filepath.Base(f))
 	}
-	want := []string{"casts-2.log", "casts.log", "movies-2.log", "movies.log", "postgres.log", "traefik.log"}
+	want := []string{"casts-2.log", "casts.log", "hydra.log", "movies-2.log", "movies.log", "postgres.log", "traefik.log"}
 	if diff := cmp.Diff(want, names); diff != "" {
 		t.Errorf("log files (-want +got):\n%s", diff)
 	}
@@ -133,7 +133,7 @@ func TestStartNamesMissingFiles(t *testing.T) {
 	if err == nil {
 		t.Fatal("Start without binaries succeeded")
 	}
-	for _, want := range []string{"bin/casts", "bin/movies", "make build", "bin/traefik", "make traefik", "traefik/dynamic"} {
+	for _, want := range []string{"bin/casts", "bin/movies", "make build", "bin/traefik", "make traefik", "bin/hydra", "make hydra", "traefik/dynamic"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q: %v", want, err)
 		}

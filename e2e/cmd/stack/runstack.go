@@ -47,7 +47,7 @@ func runStack(ctx context.Context, getenv func(string) string, stdout io.Writer)
 	if waitErr != nil {
 		fmt.Fprintln(stdout, "stack: a process stopped unexpectedly; stopping everything")
 	} else {
-		fmt.Fprintln(stdout, "\nstack: stopping (services, then Traefik, then PostgreSQL)")
+		fmt.Fprintln(stdout, "\nstack: stopping (services, then Traefik, then Hydra, then PostgreSQL)")
 	}
 	return errors.Join(waitErr, s.Stop())
 }
