@@ -95,7 +95,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 
 	handler := api.NewServer(api.Deps{
-		Logger: logger, Store: cast.NewStore(pool), Auth: newAuthenticator(ctx, cfg, logger), Ready: ready, RequestTimeout: cfg.RequestTimeout,
+		Logger: logger, Store: cast.NewStore(pool), Auth: newAuthenticator(ctx, cfg, logger), DocsAudience: cfg.AuthAudience, Ready: ready, RequestTimeout: cfg.RequestTimeout,
 	})
 	srv := &http.Server{
 		Addr:              cfg.Addr,

@@ -31,6 +31,9 @@ type dashboardPage struct {
 // readDashboardJS reads a dashboardPage off the current page. Rows are links to a resource's
 // own page (#/http/routers/NAME@PROVIDER); its status icon carries the status as data-testid.
 const readDashboardJS = `(() => {
+	// The tables load more rows as the page scrolls down: every read scrolls to the end.
+	window.scrollTo(0, document.body.scrollHeight);
+	for (const el of document.querySelectorAll('*')) { if (el.scrollHeight > el.clientHeight + 1 && getComputedStyle(el).overflowY !== 'visible') el.scrollTop = el.scrollHeight; }
 	const statusOf = el => { const s = el.querySelector('[data-testid="enabled"],[data-testid="warning"],[data-testid="disabled"]'); return s ? s.getAttribute('data-testid') : ''; };
 	const rows = {};
 	for (const a of document.querySelectorAll('a[role="row"]')) {
@@ -83,14 +86,14 @@ func TestDashboardInBrowser(t *testing.T) {
 
 	t.Run("routers", func(t *testing.T) {
 		want := dashboardPage{Rows: map[string]string{}}
-		for _, name := range []string{"movies", "casts", "movies-read", "casts-read", "movies-mesh", "casts-mesh", "movies-internal", "not-found"} {
+		for _, name := range []string{"movies", "casts", "movies-read", "casts-read", "movies-mesh", "casts-mesh", "movies-internal", "hydra", "not-found"} {
 			want.Rows[name] = "enabled"
 		}
 		waitDashboard(ctx, t, dashboard+"#/http/routers", keepRows(want.Rows), want)
 	})
 
 	t.Run("services", func(t *testing.T) {
-		want := dashboardPage{Rows: map[string]string{"movies": "enabled", "casts": "enabled"}}
+		want := dashboardPage{Rows: map[string]string{"movies": "enabled", "casts": "enabled", "hydra": "enabled"}}
 		waitDashboard(ctx, t, dashboard+"#/http/services", keepRows(want.Rows), want)
 		// Each service's own page lists its servers with their health-check status: as many
 		// as Traefik's API lists (replicas), every one UP.

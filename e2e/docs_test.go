@@ -10,6 +10,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/google/go-cmp/cmp"
+	"github.com/movies-microservices/e2e/stack"
 )
 
 // findChromium returns a Chromium to drive; it is required in CI and optional elsewhere.
@@ -105,4 +106,96 @@ func TestDocsRenderInBrowser(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDocsWriteWithToken uses the casts page as a person would: Authorize with the demo client
+// (the client credentials flow against the provider's token endpoint, through the gateway), then
+// "Try it out" on POST /api/v1/casts with the example body, which must answer 201. Without the
+// Authorize step the same Execute answers 401: the page's write does need the token.
+func TestDocsWriteWithToken(t *testing.T) {
+	t.Parallel()
+	secret := demoClientSecret(t)
+	allocCtx := newBrowser(t)
+	ctx, cancel := chromedp.NewContext(allocCtx)
+	defer cancel()
+	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+	defer cancelTimeout()
+
+	const op = `#operations-casts-createCast`
+	// execute presses Execute on the POST operation (expanded, in "Try it out") and returns the
+	// status of the answer the page shows once it changes from before.
+	execute := func(before string) (string, error) {
+		// A click from the page's own script: a mouse click at the button's place can land on the
+		// Authorize dialog while it fades out.
+		if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector('`+op+` button.execute').click(), true`)); err != nil {
+			return "", err
+		}
+		return chromedp.Run(ctx, chromedp.PollFunction[string](`(before) => {
+			const cells = document.querySelectorAll('`+op+` .live-responses-table tbody .response-col_status');
+			const s = cells.length ? cells[0].textContent.trim() : '';
+			return s !== '' && s !== before ? s : null;
+		}`, chromedp.WithPollingArgs(before), chromedp.WithPollingTimeout(20*time.Second)))
+	}
+
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(suite.gateway+"/api/v1/casts/docs"),
+		chromedp.WaitVisible(chromedp.CSS(op+` .opblock-summary`)),
+		chromedp.Click(chromedp.CSS(op+` .opblock-summary`)),
+		chromedp.Click(chromedp.CSS(op+` button.try-out__btn`)),
+		chromedp.WaitVisible(chromedp.CSS(op+` button.execute`)),
+	)
+	if err != nil {
+		t.Fatalf("open POST /api/v1/casts in Try it out: %v", err)
+	}
+	unauthorized, err := execute("")
+	if err != nil {
+		t.Fatalf("execute without a token: %v", err)
+	}
+	if unauthorized != "401" {
+		t.Errorf("POST from the page without Authorize answered %s, want 401", unauthorized)
+	}
+
+	// The oauth2 scheme's form: client id, secret, every scope, Authorize; once the page has the
+	// token, the form shows Logout instead.
+	const oauth = `.auth-container:has(#client_id_clientCredentials)`
+	err = chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`.scheme-container button.authorize`)),
+		chromedp.WaitVisible(chromedp.CSS(`#client_id_clientCredentials`)),
+		chromedp.SendKeys(chromedp.CSS(`#client_id_clientCredentials`), stack.DemoClientID),
+		chromedp.SendKeys(chromedp.CSS(`#client_secret_clientCredentials`), secret),
+		chromedp.Click(chromedp.CSS(oauth+` a[data-all="true"]`)),
+		chromedp.Click(chromedp.CSS(oauth+` button.authorize`)),
+	)
+	if err == nil {
+		_, err = chromedp.Run(ctx, chromedp.PollFunction[bool](`() => Array.from(document.querySelectorAll('.modal-ux .auth-container button')).some(b => b.textContent.trim() === 'Logout') || null`,
+			chromedp.WithPollingTimeout(20*time.Second)))
+	}
+	if err != nil {
+		shown, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`Array.from(document.querySelectorAll('.auth-container .errors')).map(e => e.textContent).join('; ')`))
+		t.Fatalf("Authorize with client %s on the page: %v (errors shown: %q)", stack.DemoClientID, err, shown)
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`.modal-ux .close-modal`))); err != nil {
+		t.Fatalf("close the Authorize dialog: %v", err)
+	}
+	created, err := execute(unauthorized)
+	if err != nil {
+		t.Fatalf("execute with the token: %v", err)
+	}
+	if created != "201" {
+		body, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(op+` .live-responses-table tbody .response-col_description`)))
+		t.Errorf("POST from the page after Authorize answered %s, want 201: %.300s", created, body)
+	}
+}
+
+// demoClientSecret is the demo client's secret of the suite's stack.
+func demoClientSecret(t *testing.T) string {
+	t.Helper()
+	if suite.target != nil {
+		return suite.target.Secrets().DemoClient
+	}
+	if s := os.Getenv("E2E_CLIENT_SECRET"); s != "" {
+		return s
+	}
+	t.Fatal("E2E_CLIENT_SECRET is not set: the docs page's Authorize needs the stack's demo client secret")
+	return ""
 }

@@ -10,15 +10,16 @@ import (
 // addRoutes lists every endpoint. Each collection and item path is registered with and without a
 // trailing slash ({$} matches only the slash), so neither form redirects. Reads are public; every
 // write needs a token that grants casts:write.
-func addRoutes(mux *http.ServeMux, store Store, auth Authenticator, ready func(context.Context, bool) error, v *validator.Validate) {
+func addRoutes(mux *http.ServeMux, store Store, auth Authenticator, ready func(context.Context, bool) error, v *validator.Validate, docsAudience string) {
 	mux.Handle("GET /livez", handleLive())
 	mux.Handle("GET /readyz", handleReady(ready))
 	mux.Handle("GET /problems/{status}", handleGatewayProblem())
 
 	mux.Handle("GET /api/v1/casts/openapi.json", handleOpenAPI())
-	mux.Handle("GET /api/v1/casts/docs", handleDocs())
-	mux.Handle("GET /api/v1/casts/docs/{$}", handleDocs())
-	mux.Handle("GET /api/v1/casts/docs/{asset}", handleDocs())
+	docs := handleDocs(docsAudience)
+	mux.Handle("GET /api/v1/casts/docs", docs)
+	mux.Handle("GET /api/v1/casts/docs/{$}", docs)
+	mux.Handle("GET /api/v1/casts/docs/{asset}", docs)
 
 	for _, base := range []string{"/api/v1/casts", "/api/v1/casts/{$}"} {
 		mux.Handle("GET "+base, handleCastList(store))

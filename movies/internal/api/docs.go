@@ -2,8 +2,10 @@ package api
 
 import (
 	_ "embed"
+	"encoding/json"
 	"net/http"
 
+	"github.com/swaggest/swgui"
 	"github.com/swaggest/swgui/v5emb"
 )
 
@@ -19,9 +21,21 @@ func handleOpenAPI() http.Handler {
 	})
 }
 
-// docsHandler serves Swagger UI with its assets embedded in the binary: no CDN.
-var docsHandler = v5emb.New("Movies API", "/api/v1/movies/openapi.json", "/api/v1/movies/docs/")
-
-func handleDocs() http.Handler {
-	return docsHandler
+// handleDocs serves Swagger UI with its assets embedded in the binary: no CDN. Its Authorize
+// dialog takes a bearer token, or gets one with the client credentials flow from the document's
+// token URL; the provider issues tokens for the audience a client asks for, and Swagger UI's form
+// asks for none, so its token requests get audience (when not empty) added.
+func handleDocs(audience string) http.Handler {
+	cfg := swgui.Config{Title: "Movies API", SwaggerJSON: "/api/v1/movies/openapi.json", BasePath: "/api/v1/movies/docs/"}
+	if audience != "" {
+		quoted, _ := json.Marshal(audience) //nolint:errcheck // a string always marshals; < > & come out escaped
+		cfg.SettingsUI = map[string]string{"requestInterceptor": `(request) => {
+			if (/\/oauth2\/token$/.test(new URL(request.url, location.href).pathname) && typeof request.body === "string" &&
+				!/(^|&)audience=/.test(request.body)) {
+				request.body += "&audience=" + encodeURIComponent(` + string(quoted) + `);
+			}
+			return request;
+		}`}
+	}
+	return v5emb.NewHandlerWithConfig(cfg)
 }

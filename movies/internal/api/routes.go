@@ -10,15 +10,16 @@ import (
 // addRoutes lists every endpoint. Each collection and item path is registered with and without a
 // trailing slash ({$} matches only the slash), so neither form redirects. Reads are public; every
 // write needs a token that grants movies:write, and the cast service's events movies:events.
-func addRoutes(mux *http.ServeMux, store Store, casts Casts, auth Authenticator, ready func(context.Context, bool) error, v *validator.Validate) {
+func addRoutes(mux *http.ServeMux, store Store, casts Casts, auth Authenticator, ready func(context.Context, bool) error, v *validator.Validate, docsAudience string) {
 	mux.Handle("GET /livez", handleLive())
 	mux.Handle("GET /readyz", handleReady(ready))
 	mux.Handle("GET /problems/{status}", handleGatewayProblem())
 
 	mux.Handle("GET /api/v1/movies/openapi.json", handleOpenAPI())
-	mux.Handle("GET /api/v1/movies/docs", handleDocs())
-	mux.Handle("GET /api/v1/movies/docs/{$}", handleDocs())
-	mux.Handle("GET /api/v1/movies/docs/{asset}", handleDocs())
+	docs := handleDocs(docsAudience)
+	mux.Handle("GET /api/v1/movies/docs", docs)
+	mux.Handle("GET /api/v1/movies/docs/{$}", docs)
+	mux.Handle("GET /api/v1/movies/docs/{asset}", docs)
 
 	for _, base := range []string{"/api/v1/movies", "/api/v1/movies/{$}"} {
 		mux.Handle("GET "+base, handleMovieList(store, casts))

@@ -42,6 +42,9 @@ type Deps struct {
 	Casts  Casts
 	// Auth checks the credentials of every write; nil refuses them all.
 	Auth Authenticator
+	// DocsAudience is the audience the docs page's token requests ask for (see handleDocs);
+	// empty asks for none.
+	DocsAudience string
 	// Ready reports whether the service can take traffic: false while shutting down or when the
 	// database does not answer. The cast service is not part of it: reads still work without it.
 	// With database false it leaves the database out (see handleReady).
@@ -54,7 +57,7 @@ type Deps struct {
 // NewServer returns the service's whole HTTP handler.
 func NewServer(d Deps) http.Handler {
 	mux := http.NewServeMux()
-	addRoutes(mux, d.Store, d.Casts, d.Auth, d.Ready, newValidator())
+	addRoutes(mux, d.Store, d.Casts, d.Auth, d.Ready, newValidator(), d.DocsAudience)
 	// The deadline is set outside the access log, which must see the request the mux records the
 	// matched pattern on.
 	return withTimeout(d.RequestTimeout, withAccessLog(d.Logger, withProblemForUnrouted(mux)))
