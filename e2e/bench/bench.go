@@ -120,7 +120,7 @@ func (o Options) scenarios() []Scenario {
 func (o Options) Estimate() time.Duration {
 	runs := 0
 	for _, sc := range o.scenarios() {
-		runs += 4
+		runs += 5
 		if sc.Name == targetScenarioForPgbench {
 			runs++
 		}
@@ -222,6 +222,13 @@ func Run(ctx context.Context, opts Options) (_ *Results, err error) {
 	defer bare.stop()
 	pids["bare"] = bare.pid()
 
+	fmt.Fprintln(progress, "bench: starting casts and movies without token verification")
+	unv, err := startUnverified(ctx, opts.RepoRoot, dir, st)
+	if err != nil {
+		return nil, err
+	}
+	defer unv.stop()
+
 	fmt.Fprintln(progress, "bench: pgbench -i")
 	pgDir := filepath.Join(dir, "pgbench")
 	if err := os.MkdirAll(pgDir, 0o755); err != nil {
@@ -238,13 +245,22 @@ func Run(ctx context.Context, opts Options) (_ *Results, err error) {
 
 	groups := make([]group, 0, len(processGroups))
 	for _, name := range processGroups {
-		groups = append(groups, group{name: name, root: pids[name]})
+		g := group{name: name, roots: []int{pids[name]}}
+		// The services without verification count as the services: only one of the two serves
+		// at a time, the other idles.
+		switch name {
+		case stack.ServiceCasts:
+			g.roots = append(g.roots, unv.casts.pid())
+		case stack.ServiceMovies:
+			g.roots = append(g.roots, unv.movies.pid())
+		}
+		groups = append(groups, g)
 	}
 	r := runner{gen: gen, pgbench: pgb, groups: groups, opts: opts, ids: ids, progress: progress,
 		token: func(ctx context.Context) (string, error) { return st.Token(ctx, stack.DemoScopes) }}
 
 	fmt.Fprintf(progress, "bench: measuring, about %s\n", opts.Estimate().Round(time.Second))
-	variants := []string{VariantDirect, VariantTraefik, VariantBare, VariantNginx}
+	variants := []string{VariantDirect, VariantUnverified, VariantTraefik, VariantBare, VariantNginx}
 	for rep := range opts.Repeats {
 		for _, sc := range opts.scenarios() {
 			vs := append([]string(nil), variants...)
@@ -262,6 +278,8 @@ func Run(ctx context.Context, opts Options) (_ *Results, err error) {
 					if sc.Service == "casts" {
 						base = urls.Casts[0]
 					}
+				case VariantUnverified:
+					base = unv.url(sc.Service)
 				case VariantTraefik:
 					base = urls.Gateway
 				case VariantBare:

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"syscall"
 	"text/template"
@@ -146,13 +147,19 @@ type child struct {
 	url  string // where it listens, e.g. http://127.0.0.1:43210
 	done chan struct{}
 	out  bytes.Buffer
+	// ready are the paths that must answer 200 through url before it counts as started; nil
+	// means both API prefixes.
+	ready []string
 }
 
-// startChild starts cmd and returns once both API prefixes answer 200 through url.
-func startChild(ctx context.Context, name string, cmd *exec.Cmd, url string, timeout time.Duration) (*child, error) {
+// startChild starts cmd and returns once both API prefixes (or the ready paths) answer 200
+// through url. Its output is kept for error messages, unless cmd already has a Stdout.
+func startChild(ctx context.Context, name string, cmd *exec.Cmd, url string, timeout time.Duration, ready ...string) (*child, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	c := &child{name: name, cmd: cmd, url: url, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = &c.out, &c.out
+	c := &child{name: name, cmd: cmd, url: url, done: make(chan struct{}), ready: ready}
+	if cmd.Stdout == nil {
+		cmd.Stdout, cmd.Stderr = &c.out, &c.out
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("bench: start %s: %w", name, err)
 	}
@@ -185,7 +192,11 @@ func (c *child) waitReady(ctx context.Context, timeout time.Duration) error {
 			return fmt.Errorf("bench: %s exited at start: %s", c.name, c.out.String())
 		default:
 		}
-		if answers("/api/v1/movies?limit=1") && answers("/api/v1/casts?limit=1") {
+		paths := c.ready
+		if paths == nil {
+			paths = []string{"/api/v1/movies?limit=1", "/api/v1/casts?limit=1"}
+		}
+		if !slices.ContainsFunc(paths, func(p string) bool { return !answers(p) }) {
 			return nil
 		}
 		select {

@@ -142,8 +142,17 @@ func resetHWM(pid int) error {
 // group is a process and its descendants, watched as one: a service, Traefik,
 // nginx (master and workers), PostgreSQL (postmaster and backends).
 type group struct {
-	name string
-	root int
+	name  string
+	roots []int // the group is these processes and every process below them
+}
+
+// processes are the group's processes in procs.
+func (g group) processes(procs []procInfo) []procInfo {
+	var out []procInfo
+	for _, root := range g.roots {
+		out = append(out, withDescendants(procs, root)...)
+	}
+	return out
 }
 
 // groupStats is what a watcher saw of one group during a run.
@@ -183,7 +192,7 @@ func startWatcher(groups []group, every time.Duration) (*watcher, error) {
 	}
 	for _, g := range groups {
 		w.peaks[g.name] = make(map[int]int64)
-		for _, p := range withDescendants(procs, g.root) {
+		for _, p := range g.processes(procs) {
 			w.startCPU[g.name] += p.cpu()
 			if err := resetHWM(p.pid); err != nil {
 				w.resetOK = false
@@ -214,7 +223,7 @@ func (w *watcher) sample() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, g := range w.groups {
-		for _, p := range withDescendants(procs, g.root) {
+		for _, p := range g.processes(procs) {
 			if hwm, err := vmHWM(p.pid); err == nil && hwm > w.peaks[g.name][p.pid] {
 				w.peaks[g.name][p.pid] = hwm
 			}
@@ -234,7 +243,7 @@ func (w *watcher) finish() map[string]groupStats {
 	for _, g := range w.groups {
 		var s groupStats
 		var cpu int64
-		for _, p := range withDescendants(procs, g.root) {
+		for _, p := range g.processes(procs) {
 			cpu += p.cpu()
 		}
 		s.CPU = time.Duration(max(0, cpu-w.startCPU[g.name])) * time.Second / clockTicks

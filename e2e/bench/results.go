@@ -25,11 +25,14 @@ var Scenarios = []Scenario{
 
 // Variants: where a scenario's requests go.
 const (
-	VariantDirect  = "direct"  // to the service's own port
-	VariantTraefik = "traefik" // to Traefik's public entrypoint "web"
-	VariantBare    = "bare"    // to a bare Traefik: same binary and servers transport, no middlewares, metrics or access log
-	VariantNginx   = "nginx"   // to nginx, configured as the original gateway
-	VariantPgbench = "pgbench" // pgbench select-only: the reference for GET movie by id
+	VariantDirect = "direct" // to the service's own port
+	// VariantUnverified is direct to another process of the service, on the same database,
+	// started with *_AUTH_VERIFY=off: "direct" against it is what verifying tokens costs.
+	VariantUnverified = "unverified"
+	VariantTraefik    = "traefik" // to Traefik's public entrypoint "web"
+	VariantBare       = "bare"    // to a bare Traefik: same binary and servers transport, no middlewares, metrics or access log
+	VariantNginx      = "nginx"   // to nginx, configured as the original gateway
+	VariantPgbench    = "pgbench" // pgbench select-only: the reference for GET movie by id
 )
 
 // Process groups whose CPU and memory each run records. "traefik" is the stack's Traefik (it
@@ -272,7 +275,10 @@ const (
 	targetProjectOverBareReads  = 0.95 // GET by id and the list
 	targetProjectOverBareWrites = 0.9  // POST and PATCH
 	targetServiceRSSMB          = 50.0 // each service, under load
-	targetScenarioForPgbench    = "get-movie"
+	// targetVerifiedOverUnverified: writes that verify a bearer JWT keep 90% of the throughput
+	// of the same writes without verification.
+	targetVerifiedOverUnverified = 0.9
+	targetScenarioForPgbench     = "get-movie"
 )
 
 // ratios computes every ratio the report shows, with the targets.
@@ -296,6 +302,14 @@ func ratios(summary []Summary) []Ratio {
 			target = targetProjectOverBareReads
 		}
 		add(sc.Title+": project Traefik / bare Traefik", [2]string{sc.Name, VariantTraefik}, [2]string{sc.Name, VariantBare}, target)
+	}
+	for _, sc := range Scenarios {
+		// Reads verify nothing: their ratio only shows the noise.
+		target := targetVerifiedOverUnverified
+		if sc.Name == "get-movie" || sc.Name == "list-movies" {
+			target = 0
+		}
+		add(sc.Title+": token verified / not verified (direct)", [2]string{sc.Name, VariantDirect}, [2]string{sc.Name, VariantUnverified}, target)
 	}
 	for _, sc := range Scenarios {
 		add(sc.Title+": Traefik / direct", [2]string{sc.Name, VariantTraefik}, [2]string{sc.Name, VariantDirect}, 0)
