@@ -298,8 +298,8 @@ func (s *Stack) StopProvider() error {
 	return p.stop(syscall.SIGTERM, 15*time.Second)
 }
 
-// StartProvider starts Hydra again after StopProvider, and returns once the
-// gateway hands out tokens again.
+// StartProvider starts Hydra again after StopProvider, and returns once it is
+// ready and Traefik has it back in rotation (the gateway hands out tokens).
 func (s *Stack) StartProvider(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
