@@ -39,6 +39,7 @@ var twins = []string{
 	// Access tokens: their verification (keys from the identity provider's JWKS), and the
 	// stand-in provider of the tests.
 	"internal/auth/auth.go",
+	"internal/auth/auth_test.go",
 	"internal/auth/authtest/authtest.go",
 
 	// The log buffer and the idempotency-key store.

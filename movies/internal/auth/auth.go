@@ -5,6 +5,7 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"net/http"
 	"slices"
@@ -33,6 +34,9 @@ const (
 	MaxTokenBytes = 8 << 10
 	// fetchTimeout bounds one fetch of the key set.
 	fetchTimeout = 5 * time.Second
+	// VerifiedCacheSize bounds the tokens remembered as verified (see Authenticate): about 100
+	// bytes each. A client keeps its token for minutes, so a few thousand cover many clients.
+	VerifiedCacheSize = 4096
 )
 
 // allowedAlgorithms are the signature algorithms accepted: asymmetric ones only. "none" would
@@ -110,6 +114,19 @@ type Verifier struct {
 	// fetching is held during a fetch, and guards lastFetch: the time of the last attempt.
 	fetching  sync.Mutex
 	lastFetch time.Time
+
+	// verified remembers tokens that passed verification, by the SHA-256 of the token, until
+	// they expire; never a refused one, so only the provider's tokens can fill it.
+	verifiedMu sync.RWMutex
+	verified   map[[sha256.Size]byte]verifiedToken
+}
+
+// verifiedToken is what Authenticate keeps of a verified token: its claims and the time during
+// which it stays valid, the leeway included.
+type verifiedToken struct {
+	claims    Claims
+	notBefore time.Time // nbf minus Leeway; zero when the token has no nbf
+	expires   time.Time // exp plus Leeway
 }
 
 // NewVerifier returns a verifier for cfg. It fetches no keys: the first token does, or Refresh.
@@ -117,7 +134,7 @@ func NewVerifier(cfg Config) *Verifier {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: fetchTimeout}
 	}
-	return &Verifier{cfg: cfg}
+	return &Verifier{cfg: cfg, verified: make(map[[sha256.Size]byte]verifiedToken)}
 }
 
 // Refresh fetches the key set now. A failure keeps the keys fetched before.
@@ -199,10 +216,22 @@ func (v *Verifier) FetchKeys(ctx context.Context, sink jws.KeySink, sig *jws.Sig
 // Authenticate verifies the bearer token in h's Authorization header (RFC 6750) and returns what
 // it says. The error is ErrNoToken when there is no such header, an *InvalidTokenError when the
 // credentials are refused.
+//
+// A client sends the same token with every write until it expires, and checking its signature
+// is most of what a small write costs (an RSA signature of the provider's 4096-bit key: make
+// bench). So a token that passed is remembered by its SHA-256 until its exp (plus Leeway): the
+// same bytes verify the same way, and only the time checks are repeated. The one difference:
+// once a token has been seen, a key the provider withdraws keeps its tokens valid until they
+// expire, minutes at most, as a verified JWT is valid until it expires anyway.
 func (v *Verifier) Authenticate(ctx context.Context, h http.Header) (Claims, error) {
 	token, err := bearerToken(h)
 	if err != nil {
 		return Claims{}, err
+	}
+	sum := sha256.Sum256([]byte(token))
+	now := time.Now()
+	if claims, ok := v.remembered(sum, now); ok {
+		return claims, nil
 	}
 	parsed, err := jwt.ParseString(token,
 		jwt.WithKeyProvider(v),
@@ -216,7 +245,54 @@ func (v *Verifier) Authenticate(ctx context.Context, h http.Header) (Claims, err
 	if err != nil {
 		return Claims{}, invalid(describe(err), err)
 	}
-	return claimsOf(parsed), nil
+	claims := claimsOf(parsed)
+	v.remember(sum, parsed, claims, now)
+	return claims, nil
+}
+
+// remembered returns the claims of a token verified before that is still within its validity;
+// an entry past it is dropped, and the token then gets verified again (and refused, with the
+// reason).
+func (v *Verifier) remembered(sum [sha256.Size]byte, now time.Time) (Claims, bool) {
+	v.verifiedMu.RLock()
+	e, ok := v.verified[sum]
+	v.verifiedMu.RUnlock()
+	if !ok {
+		return Claims{}, false
+	}
+	if now.After(e.expires) || now.Before(e.notBefore) {
+		v.verifiedMu.Lock()
+		delete(v.verified, sum)
+		v.verifiedMu.Unlock()
+		return Claims{}, false
+	}
+	return e.claims, true
+}
+
+// remember keeps a verified token until its exp. When the cache is full it first drops the
+// expired entries, then, if that freed nothing, every entry: the next requests verify again.
+func (v *Verifier) remember(sum [sha256.Size]byte, t jwt.Token, claims Claims, now time.Time) {
+	exp, ok := t.Expiration()
+	if !ok {
+		return
+	}
+	e := verifiedToken{claims: claims, expires: exp.Add(Leeway)}
+	if nbf, ok := t.NotBefore(); ok {
+		e.notBefore = nbf.Add(-Leeway)
+	}
+	v.verifiedMu.Lock()
+	defer v.verifiedMu.Unlock()
+	if len(v.verified) >= VerifiedCacheSize {
+		for k, old := range v.verified {
+			if now.After(old.expires) {
+				delete(v.verified, k)
+			}
+		}
+		if len(v.verified) >= VerifiedCacheSize {
+			clear(v.verified)
+		}
+	}
+	v.verified[sum] = e
 }
 
 // bearerToken returns the token of an "Authorization: Bearer <token>" header.
