@@ -79,7 +79,7 @@ fuzz: ## Fuzz each request decoder and query parser for FUZZTIME (20s) each; the
 		go test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg; \
 	done
 
-bench: build traefik hydra ## Benchmark each scenario direct, via Traefik and via nginx, plus pgbench (needs wrk, nginx; ~7 min).
+bench: build traefik hydra ## Benchmark each scenario direct, without token verification, via Traefik and via nginx, plus pgbench (needs wrk, nginx; ~10 min).
 	go run ./e2e/cmd/bench
 
 clean: ## Remove build output (bin/). Run data in .run/ is kept: rm -rf .run to reset it.

@@ -29,6 +29,9 @@ func TestDatabaseOutage(t *testing.T) {
 	c := createCast(t, unique("Outage Cast"))
 	// The provider's database may be on the cluster that stops (processes): take the token first.
 	token := suiteTokens.get()
+	if token == "" {
+		t.Fatal("no access token from the provider before the outage")
+	}
 
 	if err := s.StopDatabases(); err != nil {
 		t.Fatal(err)

@@ -31,8 +31,10 @@ type tokenCache struct {
 	issued []string // every token it fetched, for the no-secret-in-logs test
 }
 
-// get returns a token, fetching one when it has none or its token is old. On failure it returns
-// "" and says why on stderr: the request then goes without a token and its 401 fails the test.
+// get returns a token, fetching one when it has none or its token is old. A failed fetch is
+// tried again for up to 30 s (the provider may be on its way back from a fault test's outage);
+// then it returns "" and says why on stderr: the request goes without a token and its 401
+// fails the test.
 func (c *tokenCache) get() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -42,6 +44,13 @@ func (c *tokenCache) get() string {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	token, err := c.fetch(ctx)
+	for err != nil && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+			token, err = c.fetch(ctx)
+		}
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: get an access token: %v\n", err)
 		return ""

@@ -35,6 +35,7 @@ func startUnverified(ctx context.Context, repoRoot, dir string, st *stack.Stack)
 		}
 	}()
 	mesh := st.URLs().Mesh
+	logs := func(name string) string { return filepath.Join(dir, name+"-unverified.log") }
 	start := func(name string, env ...string) (*child, error) {
 		port, err := freePort()
 		if err != nil {
@@ -42,7 +43,7 @@ func startUnverified(ctx context.Context, repoRoot, dir string, st *stack.Stack)
 		}
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		prefix := strings.ToUpper(name) + "_"
-		log, err := os.Create(filepath.Join(dir, name+"-unverified.log"))
+		log, err := os.Create(logs(name))
 		if err != nil {
 			return nil, fmt.Errorf("bench: %w", err)
 		}
@@ -54,9 +55,18 @@ func startUnverified(ctx context.Context, repoRoot, dir string, st *stack.Stack)
 		// Through a pipe, not straight into the file: the stack's services write to one too.
 		out := struct{ io.Writer }{log}
 		cmd.Stdout, cmd.Stderr = out, out
-		return startChild(ctx, name+" without verification", cmd, "http://"+addr, 20*time.Second, "/readyz")
+		c, err := startChild(ctx, name+" without verification", cmd, "http://"+addr, 20*time.Second, "/readyz")
+		if err != nil {
+			// Its log is in dir, which goes when the bench ends: the error carries its end.
+			out, _ := os.ReadFile(logs(name))
+			return nil, fmt.Errorf("%w; its last output:\n%s", err, out[max(0, len(out)-2000):])
+		}
+		return c, nil
 	}
-	if u.casts, err = start(stack.ServiceCasts, "CASTS_MOVIES_URL="+mesh); err != nil {
+	// Its outbox relay is a client of its own, as the stack's: events, if any, are delivered.
+	urls := st.URLs()
+	if u.casts, err = start(stack.ServiceCasts, "CASTS_MOVIES_URL="+mesh, "CASTS_AUTH_TOKEN_URL="+urls.HydraPublic+"/oauth2/token",
+		"CASTS_AUTH_AUDIENCE="+stack.Audience, "CASTS_RELAY_CLIENT_ID="+stack.RelayClientID, "CASTS_RELAY_CLIENT_SECRET="+st.Secrets().RelayClient); err != nil {
 		return nil, err
 	}
 	if u.movies, err = start(stack.ServiceMovies, "MOVIES_CASTS_URL="+mesh); err != nil {

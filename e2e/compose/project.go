@@ -181,6 +181,9 @@ func Attach(ctx context.Context, repoRoot string, getenv func(string) string) (*
 		Hydra: env["HYDRA_DB_PASSWORD"], HydraSystem: env["HYDRA_SECRETS_SYSTEM"],
 		DemoClient: env["HYDRA_DEMO_CLIENT_SECRET"], RelayClient: env["HYDRA_RELAY_CLIENT_SECRET"]}
 	p.issuer = env["HYDRA_ISSUER"]
+	if p.issuer == "" {
+		p.issuer = defaultIssuer // compose.yaml's default
+	}
 	if err := p.refreshURLs(ctx); err != nil {
 		return nil, err
 	}
@@ -716,8 +719,9 @@ func (p *Project) StartProvider(ctx context.Context) error {
 // on, with Hydra's own command inside its container (the admin API is on the container's
 // loopback only); it returns the new key's id.
 func (p *Project) RotateSigningKey(ctx context.Context) (string, error) {
+	// --public: the answer holds the new key's public part only.
 	out, err := p.output(ctx, "exec", "-T", ServiceHydra, "hydra", "create", "jwks", "hydra.jwt.access-token",
-		"--alg", "RS256", "--use", "sig", "--endpoint", hydraAdmin, "--format", "json")
+		"--alg", "RS256", "--use", "sig", "--endpoint", hydraAdmin, "--format", "json", "--public")
 	if err != nil {
 		return "", err
 	}
@@ -727,7 +731,7 @@ func (p *Project) RotateSigningKey(ctx context.Context) (string, error) {
 		} `json:"keys"`
 	}
 	if err := json.Unmarshal(out, &set); err != nil || len(set.Keys) == 0 || set.Keys[0].Kid == "" {
-		return "", fmt.Errorf("compose: hydra create jwks answered no key id (%v): %.200s", err, out)
+		return "", fmt.Errorf("compose: hydra create jwks answered no key id (%v)", err)
 	}
 	return set.Keys[0].Kid, nil
 }

@@ -293,3 +293,27 @@ func TestTraefikVersionSameInBothModes(t *testing.T) {
 		t.Errorf("unexpected version %q in traefik/go.mod", built)
 	}
 }
+
+// TestHydraVersionSameInBothModes: the images of Hydra's three services with Docker and the
+// binary e2e/hydra/build.sh builds without Docker (and the stand-in image is made from) are the
+// same release.
+func TestHydraVersionSameInBothModes(t *testing.T) {
+	t.Parallel()
+
+	script, err := os.ReadFile(filepath.Join(repoRoot, "e2e", "hydra", "build.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^HYDRA_VERSION=(v[0-9]+\.[0-9]+\.[0-9]+)\b`).FindSubmatch(script)
+	if m == nil {
+		t.Fatal("e2e/hydra/build.sh sets no HYDRA_VERSION=vX.Y.Z")
+	}
+	built := string(m[1])
+	project := loadProject(t)
+	for _, name := range []string{"hydra", "hydra-migrate", "hydra-clients"} {
+		image := project.Services[name].Image
+		if want := "oryd/hydra:" + built; image != want {
+			t.Errorf("compose.yaml's %s runs %q, e2e/hydra/build.sh builds %s; want %q", name, image, built, want)
+		}
+	}
+}

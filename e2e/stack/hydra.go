@@ -154,8 +154,19 @@ func (s *Stack) serveHydra(ctx context.Context) error {
 	go func() { <-p.done; closeLog() }()
 	s.hydra = p
 	s.watch(p)
+	if err := s.waitHydraReady(ctx); err != nil {
+		// Not left half started: StartProvider may try again.
+		s.hydra = nil
+		p.stop(syscall.SIGTERM, 15*time.Second) //nolint:errcheck // the readiness error says more
+		return err
+	}
+	return nil
+}
+
+// waitHydraReady waits until both of Hydra's APIs answer /health/ready.
+func (s *Stack) waitHydraReady(ctx context.Context) error {
 	for _, base := range []string{s.hydraPublicURL(), s.hydraAdminURL()} {
-		if err := waitHTTPReady(ctx, base+"/health/ready", p, s.opts.ReadyTimeout); err != nil {
+		if err := waitHTTPReady(ctx, base+"/health/ready", s.hydra, s.opts.ReadyTimeout); err != nil {
 			return err
 		}
 	}
@@ -290,7 +301,7 @@ func (s *Stack) Token(ctx context.Context, scope string) (string, error) {
 func (s *Stack) StopProvider() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.hydra == nil {
+	if s.hydra == nil || s.hydra.exited() {
 		return errors.New("stack: hydra is not running")
 	}
 	p := s.hydra
@@ -303,7 +314,10 @@ func (s *Stack) StopProvider() error {
 func (s *Stack) StartProvider(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.hydra != nil {
+	if s.stopped {
+		return errors.New("stack: stopped")
+	}
+	if s.hydra != nil && !s.hydra.exited() {
 		return errors.New("stack: hydra is already running")
 	}
 	if err := s.serveHydra(ctx); err != nil {

@@ -62,9 +62,6 @@ type Options struct {
 	// slow ones (TraefikAccessLogFilters), as with Docker. Tests that read it
 	// to see which entrypoint a request took set it.
 	AccessLogAll bool
-	// NoAuth starts the services with *_AUTH_VERIFY=off: writes need no
-	// token. For make bench's comparison with verification only.
-	NoAuth bool
 }
 
 // Binaries are the programs a stack starts.
@@ -117,8 +114,9 @@ type Stack struct {
 	debugPorts map[string][]int
 	crashed    chan error
 
-	mu       sync.Mutex // guards the services' replicas and PostgreSQL's state
+	mu       sync.Mutex // guards the services' replicas, Hydra's process and PostgreSQL's state
 	services []*service // in start order: casts before movies, which needs it
+	stopped  bool       // set by Stop: nothing starts again
 
 	stopOnce sync.Once
 	stopErr  error
@@ -389,12 +387,8 @@ func (s *Stack) moviesService(ports []int, password string) *service {
 }
 
 // authEnv is how a service verifies tokens: the keys straight from Hydra's
-// public API, the issuer as the gateway names it. With Options.NoAuth, it
-// verifies nothing (make bench's comparison only).
+// public API, the issuer as the gateway names it.
 func (s *Stack) authEnv(prefix string) []string {
-	if s.opts.NoAuth {
-		return []string{prefix + "AUTH_VERIFY=off"}
-	}
 	return []string{
 		prefix + "AUTH_ISSUER=" + s.issuer(),
 		prefix + "AUTH_JWKS_URL=" + s.hydraPublicURL() + "/.well-known/jwks.json",
@@ -549,12 +543,13 @@ func (s *Stack) URLs() URLs {
 // LogDir is the directory holding the processes' log files.
 func (s *Stack) LogDir() string { return s.logDir }
 
-// Secrets are the stack's database passwords, for tests that must check
-// where they do not appear. Secrets prints itself redacted.
+// Secrets are the stack's database passwords and the provider's secrets
+// (its system secret, its clients'), for tests that must check where they do
+// not appear and for getting tokens. Secrets prints itself redacted.
 func (s *Stack) Secrets() Secrets { return s.secrets }
 
 // DatabaseURL is a connection URL to database as role, with that role's
-// password: role is ServiceCasts, ServiceMovies or Superuser. It holds a
+// password: role is ServiceCasts, ServiceMovies, ServiceHydra or Superuser. It holds a
 // password: keep it out of logs (url.URL.Redacted).
 func (s *Stack) DatabaseURL(role, database string) string {
 	password := ""
@@ -692,8 +687,8 @@ func (s *Stack) waitInRotation(ctx context.Context, urls []string) error {
 	return waitTraefikReady(ctx, s.urls.Admin, urls, s.traefik, s.opts.ReadyTimeout)
 }
 
-// WaitReady returns once every running replica answers /readyz with 200 and
-// Traefik reports each UP: after a fault (see StopPostgres), the point from
+// WaitReady returns once every running replica answers /readyz with 200,
+// Hydra (if running) is ready, and Traefik reports each UP: after a fault (see StopPostgres), the point from
 // which the stack serves again.
 func (s *Stack) WaitReady(ctx context.Context) error {
 	s.mu.Lock()
@@ -706,6 +701,13 @@ func (s *Stack) WaitReady(ctx context.Context) error {
 			}
 			urls = append(urls, svc.replicaURL(i))
 		}
+	}
+	// Hydra's database is on the same cluster: after an outage it, too, must be back.
+	if s.hydra != nil {
+		if err := s.waitHydraReady(ctx); err != nil {
+			return err
+		}
+		urls = append(urls, s.hydraPublicURL())
 	}
 	return s.waitInRotation(ctx, urls)
 }
@@ -764,6 +766,7 @@ func (s *Stack) Stop() error {
 	s.stopOnce.Do(func() {
 		var errs []error
 		s.mu.Lock()
+		s.stopped = true
 		for i := len(s.services) - 1; i >= 0; i-- {
 			errs = append(errs, s.services[i].stop())
 		}
