@@ -53,7 +53,7 @@ type target interface {
 	// from the stack's OpenID provider, through the gateway's token endpoint.
 	Token(ctx context.Context, scope string) (string, error)
 	// StopProvider stops the OpenID provider (Hydra) and nothing else; StartProvider starts it
-	// again and returns once a token can be had through the gateway.
+	// again and returns once Traefik routes to it again.
 	StopProvider() error
 	StartProvider(ctx context.Context) error
 	// RotateSigningKey makes the provider sign access tokens with a new key, and returns its kid.

@@ -80,7 +80,7 @@ func tokensOf(src tokenSource, scope string) *tokenCache {
 // relay gets them, for tests that post events to the movie service themselves.
 func relayTokensOf(tg target) *tokenCache {
 	return &tokenCache{fetch: func(ctx context.Context) (string, error) {
-		return stack.FetchToken(ctx, tokenURL(tg.URLs().Gateway), stack.RelayClientID, tg.Secrets().RelayClient, scopeEvents)
+		return stack.FetchToken(ctx, stack.TokenURL(tg.URLs().Gateway), stack.RelayClientID, tg.Secrets().RelayClient, scopeEvents)
 	}}
 }
 
@@ -90,9 +90,6 @@ const (
 	scopeMovies = "movies:write"
 	scopeEvents = "movies:events"
 )
-
-// tokenURL is the provider's token endpoint behind a gateway.
-func tokenURL(gateway string) string { return gateway + "/oauth2/token" }
 
 // suiteTokens are the demo client's tokens (both write scopes) for the suite's stack. Set by
 // runSuite: from the target, or, for a stack started elsewhere (E2E_BASE_URL), from the client
@@ -112,7 +109,7 @@ func newSuiteTokens() *tokenCache {
 		if secret == "" {
 			return "", fmt.Errorf("E2E_CLIENT_SECRET is not set: the writes of a stack started elsewhere need its demo client's secret (.env: HYDRA_DEMO_CLIENT_SECRET)")
 		}
-		return stack.FetchToken(ctx, tokenURL(suite.gateway), id, secret, stack.DemoScopes)
+		return stack.FetchToken(ctx, stack.TokenURL(suite.gateway), id, secret, stack.DemoScopes)
 	}}
 }
 
@@ -167,7 +164,7 @@ var suiteRelayTokens = sync.OnceValue(func() *tokenCache {
 		if secret == "" {
 			return "", fmt.Errorf("E2E_RELAY_CLIENT_SECRET is not set: events posted to a stack started elsewhere need its relay client's secret (.env: HYDRA_RELAY_CLIENT_SECRET)")
 		}
-		return stack.FetchToken(ctx, tokenURL(suite.gateway), stack.RelayClientID, secret, scopeEvents)
+		return stack.FetchToken(ctx, stack.TokenURL(suite.gateway), stack.RelayClientID, secret, scopeEvents)
 	}}
 })
 

@@ -65,7 +65,7 @@ func startUnverified(ctx context.Context, repoRoot, dir string, st *stack.Stack)
 	}
 	// Its outbox relay is a client of its own, as the stack's: events, if any, are delivered.
 	urls := st.URLs()
-	if u.casts, err = start(stack.ServiceCasts, "CASTS_MOVIES_URL="+mesh, "CASTS_AUTH_TOKEN_URL="+urls.HydraPublic+"/oauth2/token",
+	if u.casts, err = start(stack.ServiceCasts, "CASTS_MOVIES_URL="+mesh, "CASTS_AUTH_TOKEN_URL="+stack.TokenURL(urls.HydraPublic),
 		"CASTS_AUTH_AUDIENCE="+stack.Audience, "CASTS_RELAY_CLIENT_ID="+stack.RelayClientID, "CASTS_RELAY_CLIENT_SECRET="+st.Secrets().RelayClient); err != nil {
 		return nil, err
 	}

@@ -690,7 +690,7 @@ func (p *Project) Logs(ctx context.Context) (map[string]string, error) {
 // Token gets an access token of the demo client with scope (space-separated) through the
 // gateway's token endpoint, as a client of the stack would.
 func (p *Project) Token(ctx context.Context, scope string) (string, error) {
-	return stack.FetchToken(ctx, p.URLs().Gateway+"/oauth2/token", stack.DemoClientID, p.secrets.DemoClient, scope)
+	return stack.FetchToken(ctx, stack.TokenURL(p.URLs().Gateway), stack.DemoClientID, p.secrets.DemoClient, scope)
 }
 
 // StopProvider stops Hydra's container, and nothing else: tokens already issued stay valid
@@ -725,15 +725,7 @@ func (p *Project) RotateSigningKey(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var set struct {
-		Keys []struct {
-			Kid string `json:"kid"`
-		} `json:"keys"`
-	}
-	if err := json.Unmarshal(out, &set); err != nil || len(set.Keys) == 0 || set.Keys[0].Kid == "" {
-		return "", fmt.Errorf("compose: hydra create jwks answered no key id (%v)", err)
-	}
-	return set.Keys[0].Kid, nil
+	return stack.FirstKeyID(out)
 }
 
 // AccessLog is Traefik's output: its JSON access log lines among its own log lines.

@@ -67,6 +67,15 @@ skeleton() {
 	echo 'root:x:0:' >"$root/etc/group"
 }
 
+# nonroot ROOT: the user and group nonroot (65532), as distroless names them, with a home.
+nonroot() {
+	local root=$1
+	mkdir -p "$root/home/nonroot"
+	printf 'nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >>"$root/etc/passwd"
+	printf 'nonroot:x:65532:\n' >>"$root/etc/group"
+	chown 65532:65532 "$root/home/nonroot"
+}
+
 # busybox ROOT: busybox-static from Debian (downloaded once into the cache) as ROOT/bin/busybox,
 # with a link for each of its commands.
 busybox() {
@@ -91,14 +100,13 @@ busybox() {
 # --- runtime base: distroless static nonroot -------------------------------------------------
 make_runtime() {
 	local image=$prefix/static:nonroot sum
-	sum=$( (echo runtime-1; cat "$ca_bundle") | digest)
+	sum=$( (echo runtime-2; cat "$ca_bundle") | digest)
 	current "$image" "$sum" && { echo "standins: $image is current"; return; }
 	local root=$work/runtime
 	skeleton "$root" /sbin/nologin
-	mkdir -p "$root/home/nonroot"
-	printf 'nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >>"$root/etc/passwd"
-	printf 'nobody:x:65534:\nnonroot:x:65532:\n' >>"$root/etc/group"
-	chown 65532:65532 "$root/home/nonroot"
+	printf 'nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n' >>"$root/etc/passwd"
+	printf 'nobody:x:65534:\n' >>"$root/etc/group"
+	nonroot "$root"
 	import "$root" "$image" "$sum" --change 'USER 65532:65532' --change 'WORKDIR /home/nonroot' \
 		--change 'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt'
 }
@@ -188,15 +196,13 @@ make_traefik() {
 make_hydra() {
 	local image=$prefix/hydra:$hydra_version sum bin=$repo/bin/hydra
 	[ -x "$bin" ] || { echo "standins: $bin is missing: run make hydra first" >&2; exit 1; }
-	sum=$( (echo hydra-1; cat "$bin") | digest)
+	sum=$( (echo hydra-2; cat "$bin") | digest)
 	current "$image" "$sum" && { echo "standins: $image is current"; return; }
 	local root=$work/hydra
 	skeleton "$root" /bin/sh
 	busybox "$root"
-	mkdir -p "$root/usr/bin" "$root/home/nonroot"
-	printf 'nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >>"$root/etc/passwd"
-	printf 'nonroot:x:65532:\n' >>"$root/etc/group"
-	chown 65532:65532 "$root/home/nonroot"
+	nonroot "$root"
+	mkdir -p "$root/usr/bin"
 	cp "$bin" "$root/usr/bin/hydra"
 	import "$root" "$image" "$sum" --change 'ENV PATH=/usr/bin:/bin' --change 'USER nonroot' \
 		--change 'ENTRYPOINT ["hydra"]' --change 'CMD ["serve", "all"]'

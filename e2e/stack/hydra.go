@@ -40,6 +40,10 @@ const (
 	accessTokenKeySet = "hydra.jwt.access-token"
 )
 
+// TokenURL is the token endpoint of the provider whose public API (or the gateway in front of
+// it) is at base.
+func TokenURL(base string) string { return base + "/oauth2/token" }
+
 // hydraConfig is what a local Hydra needs to know.
 type hydraConfig struct {
 	dsn        string // its database, as its own role
@@ -94,7 +98,6 @@ func (s *Stack) hydraAdminURL() string  { return "http://" + hostPort(s.opts.Por
 // updates) the stack's clients and has it make its signing key, so that the
 // first token and the services' first key fetch do not wait for it.
 func (s *Stack) startHydra(ctx context.Context) error {
-	cfg := s.hydraConfig()
 	log, closeLog, err := s.logFiles(true)(ServiceHydra)
 	if err != nil {
 		return err
@@ -102,7 +105,7 @@ func (s *Stack) startHydra(ctx context.Context) error {
 	migrateCtx, cancel := context.WithTimeout(ctx, s.opts.ReadyTimeout)
 	defer cancel()
 	migrate := exec.CommandContext(migrateCtx, s.opts.Binaries.Hydra, "migrate", "sql", "up", "--read-from-env", "--yes")
-	migrate.Env = cfg.env()
+	migrate.Env = s.hydraConfig().env()
 	migrate.Stdout, migrate.Stderr = log, log
 	err = migrate.Run()
 	closeLog()
@@ -260,7 +263,15 @@ func oauthError(body []byte) string {
 // 6749 section 4.4) from tokenURL, for the stack's audience. The error says
 // what the provider answered, without the secret.
 func FetchToken(ctx context.Context, tokenURL, clientID, secret, scope string) (string, error) {
-	form := url.Values{"grant_type": {"client_credentials"}, "scope": {scope}, "audience": {Audience}}
+	return FetchTokenFor(ctx, tokenURL, clientID, secret, scope, Audience)
+}
+
+// FetchTokenFor is FetchToken for another audience; "" asks for none.
+func FetchTokenFor(ctx context.Context, tokenURL, clientID, secret, scope, audience string) (string, error) {
+	form := url.Values{"grant_type": {"client_credentials"}, "scope": {scope}}
+	if audience != "" {
+		form.Set("audience", audience)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, tokenURL, strings.NewReader(form.Encode()))
 	if err != nil {
 		return "", err
@@ -293,7 +304,7 @@ func FetchToken(ctx context.Context, tokenURL, clientID, secret, scope string) (
 // Token gets an access token of the demo client with scope (space-separated)
 // through the gateway's token endpoint, as a client of the stack would.
 func (s *Stack) Token(ctx context.Context, scope string) (string, error) {
-	return FetchToken(ctx, s.urls.Gateway+"/oauth2/token", DemoClientID, s.secrets.DemoClient, scope)
+	return FetchToken(ctx, TokenURL(s.urls.Gateway), DemoClientID, s.secrets.DemoClient, scope)
 }
 
 // StopProvider stops Hydra, and nothing else: tokens already issued stay
@@ -330,16 +341,8 @@ func (s *Stack) StartProvider(ctx context.Context) error {
 // with it from then on; it returns the new key's id. The old key stays in the
 // key set, so tokens it signed stay valid until they expire.
 func (s *Stack) RotateSigningKey(ctx context.Context) (string, error) {
-	return rotateSigningKey(ctx, s.hydraAdminURL())
-}
-
-func rotateSigningKey(ctx context.Context, adminURL string) (string, error) {
-	var set struct {
-		Keys []struct {
-			Kid string `json:"kid"`
-		} `json:"keys"`
-	}
-	status, msg, err := adminCall(ctx, http.MethodPost, adminURL+"/admin/keys/"+accessTokenKeySet,
+	var set json.RawMessage
+	status, msg, err := adminCall(ctx, http.MethodPost, s.hydraAdminURL()+"/admin/keys/"+accessTokenKeySet,
 		[]byte(`{"alg":"RS256","use":"sig"}`), &set)
 	if err != nil {
 		return "", fmt.Errorf("stack: hydra: new signing key: %w", err)
@@ -347,8 +350,20 @@ func rotateSigningKey(ctx context.Context, adminURL string) (string, error) {
 	if status != http.StatusCreated && status != http.StatusOK {
 		return "", fmt.Errorf("stack: hydra: new signing key: answered %d: %s", status, msg)
 	}
-	if len(set.Keys) == 0 || set.Keys[0].Kid == "" {
-		return "", errors.New("stack: hydra: new signing key: the answer names no key")
+	return FirstKeyID(set)
+}
+
+// FirstKeyID is the kid of the first key of a JSON Web Key Set, as Hydra
+// answers the creation of a key. Only the kid is read: the set may hold the
+// private key, and no part of it goes into an error.
+func FirstKeyID(set []byte) (string, error) {
+	var keys struct {
+		Keys []struct {
+			Kid string `json:"kid"`
+		} `json:"keys"`
 	}
-	return set.Keys[0].Kid, nil
+	if err := json.Unmarshal(set, &keys); err != nil || len(keys.Keys) == 0 || keys.Keys[0].Kid == "" {
+		return "", errors.New("stack: hydra: the new key set names no key")
+	}
+	return keys.Keys[0].Kid, nil
 }

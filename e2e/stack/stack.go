@@ -369,7 +369,7 @@ func (s *Stack) castsService(ports []int, password string) *service {
 	return s.newService(ServiceCasts, s.opts.Binaries.Casts, ports, EnvCastsPort, func(addr string) []string {
 		return append([]string{"CASTS_ADDR=" + addr, "CASTS_DATABASE_URL=" + dbURL, "CASTS_MOVIES_URL=" + moviesURL, "CASTS_LOG_LEVEL=" + s.opts.LogLevel,
 			// The outbox relay's own client, whose tokens carry movies:events.
-			"CASTS_AUTH_TOKEN_URL=" + s.hydraPublicURL() + "/oauth2/token",
+			"CASTS_AUTH_TOKEN_URL=" + TokenURL(s.hydraPublicURL()),
 			"CASTS_RELAY_CLIENT_ID=" + RelayClientID, "CASTS_RELAY_CLIENT_SECRET=" + s.secrets.RelayClient},
 			s.authEnv("CASTS_")...)
 	})
@@ -549,7 +549,7 @@ func (s *Stack) LogDir() string { return s.logDir }
 func (s *Stack) Secrets() Secrets { return s.secrets }
 
 // DatabaseURL is a connection URL to database as role, with that role's
-// password: role is ServiceCasts, ServiceMovies, ServiceHydra or Superuser. It holds a
+// password: role is ServiceCasts, ServiceMovies or Superuser. It holds a
 // password: keep it out of logs (url.URL.Redacted).
 func (s *Stack) DatabaseURL(role, database string) string {
 	password := ""
@@ -558,8 +558,6 @@ func (s *Stack) DatabaseURL(role, database string) string {
 		password = s.secrets.Casts
 	case ServiceMovies:
 		password = s.secrets.Movies
-	case ServiceHydra:
-		password = s.secrets.Hydra
 	case Superuser:
 		password = s.secrets.Superuser
 	}

@@ -15,8 +15,8 @@ func bearer(token string) http.Header {
 	return http.Header{"Authorization": {"Bearer " + token}}
 }
 
-// A token verified once is taken again without its signature being checked (Authenticate
-// remembers it), but only until it expires: its time checks are repeated on every use.
+// Authenticate remembers a verified token, but its time checks are repeated on every use: a
+// token within the leeway is taken again, and refused once past exp plus the leeway.
 func TestRememberedTokenExpires(t *testing.T) {
 	t.Parallel()
 	iss := authtest.New(t)

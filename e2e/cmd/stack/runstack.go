@@ -87,7 +87,7 @@ The stack is up.
   Traefik dashboard  %[9]s
   Services directly  movies %[3]s, casts %[4]s
   PostgreSQL         %[5]s (passwords in %[6]s)
-  OpenID provider    Hydra: tokens at %[1]s/oauth2/token, admin API %[10]s (loopback only)
+  OpenID provider    Hydra: tokens at %[15]s, admin API %[10]s (loopback only)
   Logs               %[7]s/
 Reads are public; writes need a token (it lives %[11]s). Client %[12]q, scopes %[13]q; get one with:
 
@@ -98,14 +98,14 @@ Press Ctrl-C to stop. Data survives restarts; delete %[8]s/ to reset it.
 `, gateway, admin, joinLocal(u.Movies, local), joinLocal(u.Casts, local), db,
 		rel(filepath.Join(root, ".run", "secrets.env")), rel(s.LogDir()), rel(filepath.Join(root, ".run")), dashboard,
 		u.HydraAdmin, stack.AccessTokenTTL, stack.DemoClientID, stack.DemoScopes,
-		tokenCommand(gateway, stack.DemoClientID, s.Secrets().DemoClient))
+		tokenCommand(gateway, stack.DemoClientID, s.Secrets().DemoClient), stack.TokenURL(gateway))
 }
 
 // tokenCommand is the one line a person copies to get a token into $AUTH: the
 // README's tour writes with -H "$AUTH".
 func tokenCommand(gateway, clientID, secret string) string {
-	return fmt.Sprintf(`TOKEN=$(curl -s -u %s:%s -d grant_type=client_credentials -d 'scope=%s' -d audience=%s %s/oauth2/token | sed -E 's/.*"access_token":"([^"]+)".*/\1/'); AUTH="Authorization: Bearer $TOKEN"`,
-		clientID, secret, stack.DemoScopes, stack.Audience, gateway)
+	return fmt.Sprintf(`TOKEN=$(curl -s -u %s:%s -d grant_type=client_credentials -d 'scope=%s' -d audience=%s %s | sed -E 's/.*"access_token":"([^"]+)".*/\1/'); AUTH="Authorization: Bearer $TOKEN"`,
+		clientID, secret, stack.DemoScopes, stack.Audience, stack.TokenURL(gateway))
 }
 
 func joinLocal(urls []string, local func(string) string) string {
