@@ -10,7 +10,7 @@ GO_PACKAGES := ./casts/... ./movies/... ./e2e/...
 # Runs a command with a throwaway PostgreSQL cluster; it exports TEST_DATABASE_URL.
 WITH_POSTGRES := go run ./e2e/cmd/stack exec --
 
-.PHONY: help build traefik hydra lint-tools run test vet e2e e2e-compose fuzz bench clean
+.PHONY: help build traefik hydra jaeger lint-tools run test vet e2e e2e-compose fuzz bench clean
 
 help: ## List the targets.
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -35,6 +35,13 @@ bin/hydra: e2e/hydra/build.sh
 	e2e/hydra/build.sh bin/hydra
 	@touch $@
 
+jaeger: bin/jaeger ## Build the pinned Jaeger v2 (the stacks' trace backend) into bin/jaeger (once per pin, cached in ~/.cache/movies-microservices).
+
+# The pins are in e2e/jaeger/build.sh; the build is cached per pin outside the tree.
+bin/jaeger: e2e/jaeger/build.sh
+	e2e/jaeger/build.sh bin/jaeger
+	@touch $@
+
 lint-tools: e2e/node_modules/.package-lock.json ## Install the OpenAPI linters (Spectral, Redocly CLI) from the npm registry (once per lockfile).
 
 # Reinstalled only when the pins in e2e/package.json or its lockfile change. npm ci installs
@@ -45,7 +52,7 @@ e2e/node_modules/.package-lock.json: e2e/package.json e2e/package-lock.json
 	cd e2e && npm ci --ignore-scripts --no-audit --no-fund
 	@touch $@
 
-run: build traefik hydra ## Run the whole stack as local processes (PostgreSQL data kept in .run/).
+run: build traefik hydra jaeger ## Run the whole stack as local processes (PostgreSQL data kept in .run/).
 	go run ./e2e/cmd/stack run
 
 vet: ## go vet every module.
@@ -53,17 +60,17 @@ vet: ## go vet every module.
 
 # -p 1: one package at a time. The e2e fault tests (rolling restart under load) measure the stack,
 # and on 2 cores another package's tests running beside them starve Traefik's health checks.
-test: vet build traefik hydra lint-tools ## Vet, then every test of every module against a throwaway PostgreSQL (OpenAPI lints and twin check included).
+test: vet build traefik hydra jaeger lint-tools ## Vet, then every test of every module against a throwaway PostgreSQL (OpenAPI lints and twin check included).
 	$(WITH_POSTGRES) go test -p 1 -count=1 $(GO_PACKAGES)
 
-e2e: build traefik hydra ## Only the black-box suite through the gateway.
+e2e: build traefik hydra jaeger ## Only the black-box suite through the gateway.
 	$(WITH_POSTGRES) go test -count=1 ./e2e/...
 
 # The suite against a throwaway Compose project (images built, `up --wait`), always taken down with
 # its volumes, also on failure or Ctrl-C. Official images where the engine can pull them, else
 # stand-ins made offline (e2e/compose/standins.sh); it says which. Ports: 127.0.0.1, picked by the engine.
 E2E_COMPOSE_TIMEOUT ?= 30m
-e2e-compose: traefik hydra ## The e2e suite against the Docker Compose stack (needs Docker; see README "With Docker").
+e2e-compose: traefik hydra jaeger ## The e2e suite against the Docker Compose stack (needs Docker; see README "With Docker").
 	E2E_NO_SKIP=1 go run ./e2e/cmd/stack compose -- go test -v -count=1 -timeout $(E2E_COMPOSE_TIMEOUT) ./e2e
 
 FUZZTIME ?= 20s
@@ -79,7 +86,7 @@ fuzz: ## Fuzz each request decoder and query parser for FUZZTIME (20s) each; the
 		go test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg; \
 	done
 
-bench: build traefik hydra ## Benchmark each scenario direct, without token verification, via Traefik and via nginx, plus pgbench (needs wrk, nginx; ~10 min).
+bench: build traefik hydra jaeger ## Benchmark each scenario direct, without token verification, via Traefik and via nginx, plus pgbench (needs wrk, nginx; ~10 min).
 	go run ./e2e/cmd/bench
 
 clean: ## Remove build output (bin/). Run data in .run/ is kept: rm -rf .run to reset it.

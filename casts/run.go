@@ -22,6 +22,7 @@ import (
 	"github.com/movies-microservices/casts/internal/logbuf"
 	"github.com/movies-microservices/casts/internal/outbox"
 	"github.com/movies-microservices/casts/internal/postgres"
+	"github.com/movies-microservices/casts/internal/telemetry"
 	"github.com/rs/zerolog"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
@@ -51,7 +52,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer logOut.Close()
 	logger := zerolog.New(logOut).Level(cfg.LogLevel).With().Timestamp().Str("service", "casts").Logger()
 
-	pool, err := postgres.Open(ctx, cfg.DatabaseURL, 10*time.Second)
+	tel, err := telemetry.Setup(ctx, "casts", getenv, logger)
+	if err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+	// Deferred first, so run last: the spans of the last requests and deliveries are exported.
+	defer func() {
+		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), telemetryFlushTimeout)
+		defer cancel()
+		if err := tel.Shutdown(flushCtx); err != nil {
+			logger.Warn().Err(err).Msg("telemetry: spans not exported on shutdown")
+		}
+	}()
+	logger.Info().Str("traces", tel.Traces()).Str("sampler", tel.Sampler()).Str("metrics", "/metrics").Msg("telemetry")
+
+	pool, err := postgres.Open(ctx, cfg.DatabaseURL, 10*time.Second,
+		postgres.WithTracerProvider(tel.TracerProvider()), postgres.WithMeterProvider(tel.MeterProvider()))
 	if err != nil {
 		return err
 	}
@@ -59,10 +75,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err := postgres.Migrate(ctx, pool, postgres.Migrations); err != nil {
 		return err
 	}
+	if err := outbox.ObserveBacklog(pool, tel.MeterProvider()); err != nil {
+		return err
+	}
 
 	// The relay outlives ctx: it stops only once the server has, so that it can still deliver
 	// the events of the last requests. Deferred after pool.Close, it stops before the pool closes.
-	stopRelay, err := startRelay(ctx, pool, cfg, logger)
+	stopRelay, err := startRelay(ctx, pool, cfg, logger, tel)
 	if err != nil {
 		return err
 	}
@@ -96,6 +115,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 	handler := api.NewServer(api.Deps{
 		Logger: logger, Store: cast.NewStore(pool), Auth: newAuthenticator(ctx, cfg, logger), DocsAudience: cfg.AuthAudience, Ready: ready, RequestTimeout: cfg.RequestTimeout,
+		TracerProvider: tel.TracerProvider(), MeterProvider: tel.MeterProvider(), Propagator: tel.Propagator(), Metrics: tel.MetricsHandler(),
 	})
 	srv := &http.Server{
 		Addr:              cfg.Addr,
@@ -156,6 +176,9 @@ const (
 // sweepInterval is how often expired idempotency keys are deleted.
 const sweepInterval = time.Hour
 
+// telemetryFlushTimeout bounds the export of the last spans on shutdown.
+const telemetryFlushTimeout = 5 * time.Second
+
 // moviesEventsPath is where the movie service takes events, on the mesh entrypoint only, from
 // clients whose token grants moviesEventsScope.
 const (
@@ -165,7 +188,7 @@ const (
 
 // startRelay starts the outbox relay in the background. The returned function stops it, letting a
 // delivery in progress finish, and waits for it; calling it again does nothing.
-func startRelay(ctx context.Context, pool *pgxpool.Pool, cfg Config, logger zerolog.Logger) (stop func(), err error) {
+func startRelay(ctx context.Context, pool *pgxpool.Pool, cfg Config, logger zerolog.Logger, tel *telemetry.Telemetry) (stop func(), err error) {
 	base, err := url.Parse(cfg.MoviesURL)
 	if err != nil {
 		return nil, errors.New("CASTS_MOVIES_URL is not a URL")
@@ -175,6 +198,10 @@ func startRelay(ctx context.Context, pool *pgxpool.Pool, cfg Config, logger zero
 		Timeout:    cfg.MoviesTimeout,
 		MaxBackoff: cfg.OutboxMaxBackoff,
 		Logger:     logger,
+
+		TracerProvider: tel.TracerProvider(),
+		MeterProvider:  tel.MeterProvider(),
+		Propagator:     tel.Propagator(),
 	}
 	if cfg.AuthTokenURL != "" {
 		rc.Credentials = &clientcredentials.Config{

@@ -144,6 +144,26 @@ func authEnv(t *testing.T, iss *authtest.Issuer) (env map[string]string, relayTo
 	}, token
 }
 
+// checkMetrics checks that base's /metrics answers in the Prometheus text format with a series
+// starting with each of want.
+func checkMetrics(t *testing.T, base string, want ...string) {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+		t.Fatalf("/metrics: status %d, Content-Type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	for _, w := range want {
+		if !strings.Contains(string(body), "\n"+w) {
+			t.Errorf("/metrics has no series %s…:\n%s", w, body)
+		}
+	}
+}
+
 func TestRun(t *testing.T) {
 	t.Parallel()
 	movies := &fakeMovies{}
@@ -253,6 +273,16 @@ func TestRun(t *testing.T) {
 	}
 	movies.mu.Unlock()
 
+	// The requests, the relay's delivery, the pool and the outbox, on the service's own port.
+	checkMetrics(t, base,
+		`http_server_request_duration_seconds_count{http_request_method="POST",http_response_status_code="201",http_route="/api/v1/casts"} 1`,
+		`http_client_request_duration_seconds_count{`,
+		`db_client_connection_max{`,
+		`db_client_connection_count{db_client_connection_pool_name=`,
+		`casts_outbox_backlog `,
+		`casts_outbox_oldest_age_seconds `,
+	)
+
 	cancel()
 	waitRunReturns(t, runErr, "run after cancel", "run did not stop after its context was cancelled")
 
@@ -324,6 +354,13 @@ func TestRunConfigErrors(t *testing.T) {
 			name: "profiles only on loopback",
 			env:  map[string]string{"CASTS_DEBUG_ADDR": ":6060"},
 			want: []string{"CASTS_DEBUG_ADDR: \":6060\" is not on a loopback address"},
+		},
+		{
+			name: "telemetry",
+			env: map[string]string{"CASTS_DATABASE_URL": "postgres://u@127.0.0.1:1/db", "CASTS_MOVIES_URL": "http://127.0.0.1:8082", "CASTS_AUTH_VERIFY": "off",
+				"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_TRACES_SAMPLER": "sometimes", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://user:s3cr3t-value@jaeger:4318"},
+			want:    []string{"configuration", `OTEL_EXPORTER_OTLP_PROTOCOL: "grpc" is not supported`, `OTEL_TRACES_SAMPLER: "sometimes" is not one of`},
+			notWant: []string{"s3cr3t-value"},
 		},
 	}
 	for _, tt := range tests {

@@ -143,6 +143,14 @@ func TestNoSecretInLogsOrErrors(t *testing.T) {
 	}
 	get(u.Gateway + "/api/v1/casts?limit=1")
 	get(u.Gateway + "/api/v1/movies?limit=1")
+	// The traces too: every span the trace backend holds of each part (its attributes, events
+	// and errors), the writes above with their bearer tokens among them.
+	for _, service := range []string{"traefik", stack.ServiceCasts, stack.ServiceMovies} {
+		get(u.Jaeger + "/api/traces?limit=1000&lookback=1h&service=" + service)
+	}
+	for _, base := range append(u.Casts, u.Movies...) {
+		get(base + "/metrics")
+	}
 	for _, b := range bodies {
 		assertNoSecret(t, "response "+b, b, passwords)
 	}

@@ -59,6 +59,12 @@ type target interface {
 	// RotateSigningKey makes the provider sign access tokens with a new key, and returns its kid.
 	RotateSigningKey(ctx context.Context) (kid string, err error)
 
+	// StopTraceBackend stops the trace backend (Jaeger) and nothing else: Traefik and the
+	// services go on exporting to it; StartTraceBackend starts it again, empty, and returns once
+	// it is healthy.
+	StopTraceBackend() error
+	StartTraceBackend(ctx context.Context) error
+
 	// Logs are every part's output so far, by part.
 	Logs(ctx context.Context) (map[string]string, error)
 	// AccessLog is Traefik's access log (JSON lines, possibly among other lines).

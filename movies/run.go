@@ -20,6 +20,7 @@ import (
 	"github.com/movies-microservices/movies/internal/logbuf"
 	"github.com/movies-microservices/movies/internal/movie"
 	"github.com/movies-microservices/movies/internal/postgres"
+	"github.com/movies-microservices/movies/internal/telemetry"
 	"github.com/rs/zerolog"
 )
 
@@ -47,7 +48,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer logOut.Close()
 	logger := zerolog.New(logOut).Level(cfg.LogLevel).With().Timestamp().Str("service", "movies").Logger()
 
-	pool, err := postgres.Open(ctx, cfg.DatabaseURL, 10*time.Second)
+	tel, err := telemetry.Setup(ctx, "movies", getenv, logger)
+	if err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+	// Deferred first, so run last: the spans of the last requests are exported.
+	defer func() {
+		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), telemetryFlushTimeout)
+		defer cancel()
+		if err := tel.Shutdown(flushCtx); err != nil {
+			logger.Warn().Err(err).Msg("telemetry: spans not exported on shutdown")
+		}
+	}()
+	logger.Info().Str("traces", tel.Traces()).Str("sampler", tel.Sampler()).Str("metrics", "/metrics").Msg("telemetry")
+
+	pool, err := postgres.Open(ctx, cfg.DatabaseURL, 10*time.Second,
+		postgres.WithTracerProvider(tel.TracerProvider()), postgres.WithMeterProvider(tel.MeterProvider()))
 	if err != nil {
 		return err
 	}
@@ -55,7 +71,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err := postgres.Migrate(ctx, pool, postgres.Migrations); err != nil {
 		return err
 	}
-	casts, err := castsclient.New(castsclient.Config{BaseURL: cfg.CastsURL, Timeout: cfg.CastsTimeout, RequestID: api.RequestID})
+	casts, err := castsclient.New(castsclient.Config{
+		BaseURL: cfg.CastsURL, Timeout: cfg.CastsTimeout, RequestID: api.RequestID,
+		TracerProvider: tel.TracerProvider(), MeterProvider: tel.MeterProvider(), Propagator: tel.Propagator(),
+	})
 	if err != nil {
 		return err
 	}
@@ -89,6 +108,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 	handler := api.NewServer(api.Deps{
 		Logger: logger, Store: movie.NewStore(pool), Casts: casts, Auth: newAuthenticator(ctx, cfg, logger), DocsAudience: cfg.AuthAudience, Ready: ready, RequestTimeout: cfg.RequestTimeout,
+		TracerProvider: tel.TracerProvider(), MeterProvider: tel.MeterProvider(), Propagator: tel.Propagator(), Metrics: tel.MetricsHandler(),
 	})
 	srv := &http.Server{
 		Addr:              cfg.Addr,
@@ -147,6 +167,9 @@ const (
 
 // sweepInterval is how often expired idempotency keys are deleted.
 const sweepInterval = time.Hour
+
+// telemetryFlushTimeout bounds the export of the last spans on shutdown.
+const telemetryFlushTimeout = 5 * time.Second
 
 // healthcheck asks the service running on MOVIES_ADDR whether it takes traffic (/readyz with the
 // database left out, as Traefik's probe asks: see handleReady); it lets a container image without

@@ -176,6 +176,26 @@ func sendWithToken(t *testing.T, token, method, url, body, requestID string, out
 	return resp
 }
 
+// checkMetrics checks that base's /metrics answers in the Prometheus text format with a series
+// starting with each of want.
+func checkMetrics(t *testing.T, base string, want ...string) {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+		t.Fatalf("/metrics: status %d, Content-Type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	for _, w := range want {
+		if !strings.Contains(string(body), "\n"+w) {
+			t.Errorf("/metrics has no series %s…:\n%s", w, body)
+		}
+	}
+}
+
 func TestRun(t *testing.T) {
 	t.Parallel()
 	casts := &fakeCasts{existing: map[int64]bool{1: true, 2: true}}
@@ -320,6 +340,15 @@ func TestRun(t *testing.T) {
 		t.Errorf("healthcheck: %v", err)
 	}
 
+	// The requests, the cast checks and the pool, on the service's own port.
+	checkMetrics(t, base,
+		`http_server_request_duration_seconds_count{http_request_method="POST",http_response_status_code="201",http_route="/api/v1/movies"} `,
+		`http_client_request_duration_seconds_count{`,
+		`movies_casts_check_duration_seconds_count{outcome="ok"} `,
+		`movies_casts_check_duration_seconds_count{outcome="unavailable"} `,
+		`db_client_connection_max{`,
+	)
+
 	cancel()
 	waitRunReturns(t, runErr, "run after cancel", "run did not stop after its context was cancelled")
 
@@ -398,6 +427,13 @@ func TestRunConfigErrors(t *testing.T) {
 			name: "profiles only on loopback",
 			env:  map[string]string{"MOVIES_DEBUG_ADDR": ":6060"},
 			want: []string{"MOVIES_DEBUG_ADDR: \":6060\" is not on a loopback address"},
+		},
+		{
+			name: "telemetry",
+			env: map[string]string{"MOVIES_DATABASE_URL": "postgres://u@127.0.0.1:1/db", "MOVIES_CASTS_URL": "http://127.0.0.1:8082", "MOVIES_AUTH_VERIFY": "off",
+				"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_TRACES_SAMPLER": "sometimes", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://user:s3cr3t-value@jaeger:4318"},
+			want:    []string{"configuration", `OTEL_EXPORTER_OTLP_PROTOCOL: "grpc" is not supported`, `OTEL_TRACES_SAMPLER: "sometimes" is not one of`},
+			notWant: []string{"s3cr3t-value"},
 		},
 	}
 	for _, tt := range tests {

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -124,6 +125,9 @@ func (o Options) Estimate() time.Duration {
 		if sc.Name == targetScenarioForPgbench {
 			runs++
 		}
+		if slices.Contains(tracedScenarios, sc.Name) {
+			runs++
+		}
 	}
 	total := time.Duration(o.Repeats*runs) * (o.Duration + o.Warmup + runPause)
 	if o.ProfileDir != "" {
@@ -178,7 +182,8 @@ func Run(ctx context.Context, opts Options) (_ *Results, err error) {
 		Errors:    "non-2xx answers (wrk counts status >= 400; the API never redirects) plus connect, read, write errors and timeouts (5s)",
 	}
 
-	stackOpts := stack.Options{RepoRoot: opts.RepoRoot, LogLevel: "info", Progress: progress, Profiling: opts.ProfileDir != ""}
+	// Without tracing: every variant but "traced" measures the stack as it was before tracing.
+	stackOpts := stack.Options{RepoRoot: opts.RepoRoot, LogLevel: "info", Progress: progress, Profiling: opts.ProfileDir != "", NoTracing: true}
 	if opts.Durable {
 		// A persistent cluster (fsync on, as in production) in our temp dir.
 		stackOpts.Dir = filepath.Join(dir, "stack")
@@ -194,16 +199,35 @@ func Run(ctx context.Context, opts Options) (_ *Results, err error) {
 		}
 	}()
 	urls := st.URLs()
-
-	pids, err := findChildren("movies", "casts", "traefik", "postgres")
-	if err != nil {
-		return nil, err
-	}
+	pids := st.PIDs()
 
 	fmt.Fprintf(progress, "bench: seeding %d casts and %d movies\n", opts.Casts, opts.Movies)
 	ids, err := seed(ctx, urls.DatabaseAdmin, opts.Casts, opts.Movies)
 	if err != nil {
 		return nil, err
+	}
+
+	// The traced stack: the same programs, with Jaeger and every request traced, seeded alike.
+	fmt.Fprintln(progress, "bench: starting a second stack that traces every request to its Jaeger")
+	traced, err := stack.Start(ctx, stack.Options{RepoRoot: opts.RepoRoot, LogLevel: "info", Progress: progress})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if stopErr := traced.Stop(); stopErr != nil && err == nil {
+			err = stopErr
+		}
+	}()
+	var tracedGroups []group
+	for name, pid := range traced.PIDs() {
+		if slices.Contains(processGroups, name) {
+			tracedGroups = append(tracedGroups, group{name: name, roots: []int{pid}})
+		}
+	}
+	if tracedIDs, err := seed(ctx, traced.URLs().DatabaseAdmin, opts.Casts, opts.Movies); err != nil {
+		return nil, err
+	} else if tracedIDs != ids {
+		return nil, fmt.Errorf("bench: the traced stack was seeded with ids %v, the bench stack with %v", tracedIDs, ids)
 	}
 
 	fmt.Fprintln(progress, "bench: starting nginx")
@@ -256,8 +280,14 @@ func Run(ctx context.Context, opts Options) (_ *Results, err error) {
 		}
 		groups = append(groups, g)
 	}
-	r := runner{gen: gen, pgbench: pgb, groups: groups, opts: opts, ids: ids, progress: progress,
-		token: func(ctx context.Context) (string, error) { return st.Token(ctx, stack.DemoScopes) }}
+	r := runner{gen: gen, pgbench: pgb, groups: groups, tracedGroups: tracedGroups, opts: opts, ids: ids, progress: progress,
+		// Each stack's Hydra signs with its own keys.
+		token: func(ctx context.Context, variant string) (string, error) {
+			if variant == VariantTraced {
+				return traced.Token(ctx, stack.DemoScopes)
+			}
+			return st.Token(ctx, stack.DemoScopes)
+		}}
 
 	fmt.Fprintf(progress, "bench: measuring, about %s\n", opts.Estimate().Round(time.Second))
 	variants := []string{VariantDirect, VariantUnverified, VariantTraefik, VariantBare, VariantNginx}
@@ -266,6 +296,9 @@ func Run(ctx context.Context, opts Options) (_ *Results, err error) {
 			vs := append([]string(nil), variants...)
 			if sc.Name == targetScenarioForPgbench {
 				vs = append(vs, VariantPgbench)
+			}
+			if slices.Contains(tracedScenarios, sc.Name) {
+				vs = append(vs, VariantTraced)
 			}
 			// Each repeat starts with another variant, so that none always
 			// runs first (cold) or last (after the database grew most).
@@ -286,6 +319,8 @@ func Run(ctx context.Context, opts Options) (_ *Results, err error) {
 					base = bare.url
 				case VariantNginx:
 					base = ngx.url
+				case VariantTraced:
+					base = traced.URLs().Gateway
 				}
 				run, err := r.measure(ctx, sc, v, base, rep+1)
 				if err != nil {
@@ -318,6 +353,7 @@ func Run(ctx context.Context, opts Options) (_ *Results, err error) {
 	res.Summary = summarize(res.Runs)
 	res.Ratios = ratios(res.Summary)
 	res.PeakRSS = peakRSS(res.Runs)
+	res.TracedPeakRSS = peakRSS(slices.DeleteFunc(slices.Clone(res.Runs), func(m Measurement) bool { return m.Variant != VariantTraced }))
 	res.Checks = checks(res.Summary, res.Ratios, res.PeakRSS)
 	res.Finished = time.Now().UTC()
 	return res, nil
@@ -325,22 +361,25 @@ func Run(ctx context.Context, opts Options) (_ *Results, err error) {
 
 // runner runs one scenario against one variant.
 type runner struct {
-	gen      *wrk
-	pgbench  *pgbench
-	groups   []group
-	opts     Options
-	ids      idRange
-	progress io.Writer
-	count    int
-	// token gets an access token for the writes: tokens live minutes, a bench longer.
-	token func(ctx context.Context) (string, error)
+	gen     *wrk
+	pgbench *pgbench
+	groups  []group
+	// tracedGroups are the traced stack's processes, measured in the runs of VariantTraced.
+	tracedGroups []group
+	opts         Options
+	ids          idRange
+	progress     io.Writer
+	count        int
+	// token gets an access token for the writes to variant's stack: tokens live minutes, a
+	// bench longer.
+	token func(ctx context.Context, variant string) (string, error)
 }
 
 func (r *runner) measure(ctx context.Context, sc Scenario, variant, baseURL string, repeat int) (Measurement, error) {
 	r.count++
 	// The same requests for every variant of a repeat.
 	seed := int64(repeat)
-	token, err := r.token(ctx)
+	token, err := r.token(ctx, variant)
 	if err != nil {
 		return Measurement{}, fmt.Errorf("bench: get an access token for the writes: %w", err)
 	}
@@ -351,7 +390,11 @@ func (r *runner) measure(ctx context.Context, sc Scenario, variant, baseURL stri
 	}
 	time.Sleep(runPause)
 
-	w, err := startWatcher(r.groups, 250*time.Millisecond)
+	groups := r.groups
+	if variant == VariantTraced {
+		groups = r.tracedGroups
+	}
+	w, err := startWatcher(groups, 250*time.Millisecond)
 	if err != nil {
 		return Measurement{}, err
 	}

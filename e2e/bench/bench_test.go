@@ -240,10 +240,10 @@ func TestWriteMarkdown(t *testing.T) {
 	}
 	md := b.String()
 	for _, want := range []string{
-		"| GET movie by id | direct | 10,000 | 1.00 | 2.00 | 10.00 | 0 | 0.50 / 0.10 / - / - / - / 0.30 / 0.00 / 0.00 | 0.00 |",
+		"| GET movie by id | direct | 10,000 | 1.00 | 2.00 | 10.00 | 0 | 0.50 / 0.10 / - / - / - / 0.30 / - / 0.00 / 0.00 | 0.00 |",
 		"|  | bare | 7,500 |",
 		"|  | pgbench -S (-M prepared) | 19,000 |",
-		"| GET movie by id | direct | 50 / 10 / - / - / - / 30 / - |",
+		"| GET movie by id | direct | 50 / 10 / - / - / - / 30 / - / - |",
 		"| GET movie by id: project Traefik / bare Traefik | 0.933 | >= 0.95 | **no** |",
 		"| GET movie by id: Traefik / direct | 0.700 |  |  |",
 		"| GET movie by id: direct / pgbench select-only | 0.526 |  |  |",

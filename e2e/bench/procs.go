@@ -277,35 +277,6 @@ func selfCPU() time.Duration {
 	return time.Duration(p.ownCPU) * time.Second / clockTicks
 }
 
-// findChildren finds the stack's processes among this process's children by
-// their command name: the stack package does not expose their pids.
-func findChildren(names ...string) (map[string]int, error) {
-	procs, err := listProcs()
-	if err != nil {
-		return nil, err
-	}
-	self := os.Getpid()
-	found := make(map[string]int)
-	for _, p := range procs {
-		if p.ppid == self && slices.Contains(names, p.comm) {
-			if _, dup := found[p.comm]; dup {
-				return nil, fmt.Errorf("bench: more than one child process named %s", p.comm)
-			}
-			found[p.comm] = p.pid
-		}
-	}
-	var missing []string
-	for _, n := range names {
-		if _, ok := found[n]; !ok {
-			missing = append(missing, n)
-		}
-	}
-	if missing != nil {
-		return nil, fmt.Errorf("bench: no child process named %s", strings.Join(missing, ", "))
-	}
-	return found, nil
-}
-
 // machineCPU is the CPU time every process on the machine has used since
 // boot (busy time in /proc/stat), for telling how much of the machine other
 // work took during a run.

@@ -35,7 +35,7 @@ func profileFile(scenario, process, kind string) string {
 // after the measured runs and not during them.
 func (r *runner) profile(ctx context.Context, sc Scenario, baseURL string, sources map[string]string, dir string) ([]string, error) {
 	lead := time.Second
-	token, err := r.token(ctx)
+	token, err := r.token(ctx, VariantTraefik)
 	if err != nil {
 		return nil, fmt.Errorf("bench: get an access token for the writes: %w", err)
 	}

@@ -20,7 +20,7 @@ func (r *Results) WriteMarkdown(w io.Writer) error {
 		"Data: %d casts, %d movies (%s). PostgreSQL durable (fsync on): %v.\n\n",
 		s.Generator, s.Connections, s.Threads, s.Duration, s.Warmup, s.Repeats, s.Casts, s.Movies, s.Seeding, s.Durable)
 
-	b.WriteString("| scenario | via | req/s | p50 ms | p90 ms | p99 ms | errors | CPU cores: movies / casts / traefik / bare / nginx / postgres / generator / harness | other load |\n")
+	b.WriteString("| scenario | via | req/s | p50 ms | p90 ms | p99 ms | errors | CPU cores: " + strings.Join(processGroups, " / ") + " / generator / harness | other load |\n")
 	b.WriteString("|---|---|--:|--:|--:|--:|--:|---|--:|\n")
 	last := ""
 	for _, sm := range r.Summary {
@@ -36,7 +36,7 @@ func (r *Results) WriteMarkdown(w io.Writer) error {
 
 	b.WriteString("\nCPU cores: CPU time of each process group (PostgreSQL and nginx with their children) divided by the run's wall time; " +
 		"harness is this program (it copies the services' logs, as the stack does). Other load: cores that processes outside the benchmark kept busy.\n")
-	b.WriteString("\n| scenario | via | CPU µs per request: movies / casts / traefik / bare / nginx / postgres / generator |\n|---|---|---|\n")
+	b.WriteString("\n| scenario | via | CPU µs per request: " + strings.Join(processGroups, " / ") + " / generator |\n|---|---|---|\n")
 	last = ""
 	for _, sm := range r.Summary {
 		title := ""
@@ -73,6 +73,15 @@ func (r *Results) WriteMarkdown(w io.Writer) error {
 			fmt.Fprintf(&b, "| %s (master + workers) | %s |\n", g, formatFloat(p.PeakRSSSumMB, 1))
 		default:
 			fmt.Fprintf(&b, "| %s | %s |\n", g, formatFloat(p.PeakRSSMB, 1))
+		}
+	}
+
+	if len(r.TracedPeakRSS) > 0 {
+		b.WriteString("\nWith every request traced (the traced variant's runs):\n\n| process | peak RSS MB (max over runs) |\n|---|--:|\n")
+		for _, g := range processGroups {
+			if p, ok := r.TracedPeakRSS[g]; ok && g != "postgres" {
+				fmt.Fprintf(&b, "| %s | %s |\n", g, formatFloat(p.PeakRSSMB, 1))
+			}
 		}
 	}
 

@@ -33,12 +33,20 @@ const (
 	VariantBare       = "bare"    // to a bare Traefik: same binary and servers transport, no middlewares, metrics or access log
 	VariantNginx      = "nginx"   // to nginx, configured as the original gateway
 	VariantPgbench    = "pgbench" // pgbench select-only: the reference for GET movie by id
+	// VariantTraced is the public entrypoint of a second stack, the same but for tracing: its
+	// Traefik and services trace every request (100 % sampled) to its own running Jaeger. The
+	// bench's own stack, which every other variant uses, runs without tracing.
+	VariantTraced = "traced"
 )
+
+// tracedScenarios are the scenarios measured through the traced stack too.
+var tracedScenarios = []string{"get-movie", "post-movie"}
 
 // Process groups whose CPU and memory each run records. "traefik" is the stack's Traefik (it
 // also carries the movie service's cast check through the mesh in every variant), "bare" the
-// bare one.
-var processGroups = []string{"movies", "casts", "traefik", "bare", "nginx", "postgres"}
+// bare one. In the runs of the traced variant, movies, casts, traefik and postgres are the traced
+// stack's, and jaeger is its trace backend.
+var processGroups = []string{"movies", "casts", "traefik", "bare", "nginx", "postgres", "jaeger"}
 
 // Results is everything one benchmark run produced; it is written as JSON.
 type Results struct {
@@ -53,7 +61,10 @@ type Results struct {
 	Ratios  []Ratio   `json:"ratios"`
 	// PeakRSS is, per process group, the largest peak over every run.
 	PeakRSS map[string]ProcessStats `json:"peak_rss"`
-	Checks  []Check                 `json:"checks"`
+	// TracedPeakRSS is the same over the runs of the traced variant only: the traced stack's
+	// processes with every request traced.
+	TracedPeakRSS map[string]ProcessStats `json:"traced_peak_rss,omitempty"`
+	Checks        []Check                 `json:"checks"`
 	// Profiles are the files of a run with Options.ProfileDir, and
 	// ProfileError what went wrong taking them, if anything.
 	Profiles     []string `json:"profiles,omitempty"`
@@ -279,6 +290,9 @@ const (
 	// of the same writes without verification.
 	targetVerifiedOverUnverified = 0.9
 	targetScenarioForPgbench     = "get-movie"
+	// targetTracedOverUntraced: GET by id and POST movie through the gateway with every request
+	// traced keep 90% of the throughput without tracing.
+	targetTracedOverUntraced = 0.9
 )
 
 // ratios computes every ratio the report shows, with the targets.
@@ -316,6 +330,11 @@ func ratios(summary []Summary) []Ratio {
 	}
 	for _, sc := range Scenarios {
 		add(sc.Title+": Traefik / nginx", [2]string{sc.Name, VariantTraefik}, [2]string{sc.Name, VariantNginx}, 0)
+	}
+	for _, sc := range Scenarios {
+		if slices.Contains(tracedScenarios, sc.Name) {
+			add(sc.Title+": traced / not traced (both via Traefik)", [2]string{sc.Name, VariantTraced}, [2]string{sc.Name, VariantTraefik}, targetTracedOverUntraced)
+		}
 	}
 	add("GET movie by id: direct / pgbench select-only", [2]string{targetScenarioForPgbench, VariantDirect}, [2]string{targetScenarioForPgbench, VariantPgbench}, 0)
 	add("POST movie / GET movie by id (both via Traefik)", [2]string{"post-movie", VariantTraefik}, [2]string{"get-movie", VariantTraefik}, 0)

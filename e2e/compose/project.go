@@ -31,7 +31,11 @@ const (
 	ServiceHydraDB      = "hydra-db"
 	ServiceHydraMigrate = "hydra-migrate"
 	ServiceHydraClients = "hydra-clients"
+	ServiceJaeger       = stack.ServiceJaeger
 )
+
+// jaegerQueryPort is where Jaeger's container serves its UI and query API (compose.yaml).
+const jaegerQueryPort = "16686"
 
 // hydraAdmin is Hydra's admin API inside its container, on the container's loopback only.
 const hydraAdmin = "http://127.0.0.1:4445"
@@ -286,6 +290,7 @@ func (p *Project) testOverride(ctx context.Context) (string, error) {
 	for _, port := range []string{"8080", "8081", "8082"} {
 		fmt.Fprintf(&b, "      - %q\n", "127.0.0.1::"+port)
 	}
+	fmt.Fprintf(&b, "  %s:\n    ports: !override\n      - %q\n", ServiceJaeger, "127.0.0.1::"+jaegerQueryPort)
 	for _, svc := range []string{stack.ServiceCasts, stack.ServiceMovies} {
 		fmt.Fprintf(&b, "  %s:\n    ports:\n      - %q\n", svc, "127.0.0.1::"+servicePorts[svc])
 		if p.opts.Images != "" {
@@ -430,6 +435,9 @@ func (p *Project) refreshURLs(ctx context.Context) error {
 		return err
 	}
 	if u.Mesh, err = port(ServiceTraefik, "8082", 1); err != nil {
+		return err
+	}
+	if u.Jaeger, err = port(ServiceJaeger, jaegerQueryPort, 1); err != nil {
 		return err
 	}
 	for i := range p.opts.Replicas {
@@ -677,7 +685,7 @@ func poll(ctx context.Context, timeout time.Duration, what string, check func() 
 func (p *Project) Logs(ctx context.Context) (map[string]string, error) {
 	logs := map[string]string{}
 	for _, svc := range []string{ServiceTraefik, stack.ServiceCasts, stack.ServiceMovies, ServiceCastsDB, ServiceMoviesDB,
-		ServiceHydra, ServiceHydraDB, ServiceHydraMigrate, ServiceHydraClients} {
+		ServiceHydra, ServiceHydraDB, ServiceHydraMigrate, ServiceHydraClients, ServiceJaeger} {
 		out, err := p.output(ctx, "logs", "--no-color", svc)
 		if err != nil {
 			return nil, err
@@ -691,6 +699,25 @@ func (p *Project) Logs(ctx context.Context) (map[string]string, error) {
 // gateway's token endpoint, as a client of the stack would.
 func (p *Project) Token(ctx context.Context, scope string) (string, error) {
 	return stack.FetchToken(ctx, stack.TokenURL(p.URLs().Gateway), stack.DemoClientID, p.secrets.DemoClient, scope)
+}
+
+// StopTraceBackend stops Jaeger's container, and nothing else: Traefik and the services go on
+// exporting to a name that no longer answers.
+func (p *Project) StopTraceBackend() error {
+	_, err := p.output(context.Background(), "stop", ServiceJaeger)
+	return err
+}
+
+// StartTraceBackend starts Jaeger's container again, with no traces (it keeps them in memory),
+// and returns once it is healthy and its published port is read again.
+func (p *Project) StartTraceBackend(ctx context.Context) error {
+	if _, err := p.output(ctx, "start", ServiceJaeger); err != nil {
+		return err
+	}
+	if err := p.waitHealthy(ctx, []string{p.Container(ServiceJaeger, 0)}); err != nil {
+		return err
+	}
+	return p.refreshURLs(ctx)
 }
 
 // StopProvider stops Hydra's container, and nothing else: tokens already issued stay valid

@@ -16,11 +16,14 @@
 #   movies-microservices-standin/hydra:v2.3.0      for oryd/hydra:v2.3.0 (the Alpine variant): bin/hydra
 #                                                  (make hydra) as /usr/bin/hydra, busybox-static for its
 #                                                  shell and wget, user nonroot (65532).
+#   movies-microservices-standin/jaeger:2.12.0     for jaegertracing/jaeger:2.12.0 (Alpine based): bin/jaeger
+#                                                  (make jaeger) as /cmd/jaeger/jaeger-linux, busybox-static
+#                                                  for wget, user 10001, JAEGER_LISTEN_HOST=0.0.0.0.
 #
 # The names are never an official image's name, so a user's own images are never overwritten.
 # e2e/compose/standins.yaml points compose.yaml at them. Each image carries a label with a digest of
 # what it was made from and is remade only when that changes; `standins.sh --force` remakes them.
-# Arguments name the images to make (runtime builder postgres traefik hydra); none means all five.
+# Arguments name the images to make (runtime builder postgres traefik hydra jaeger); none means all six.
 # Needs: docker, go, debootstrap (Debian package), apt-get (to download busybox-static), root.
 set -euo pipefail
 
@@ -37,6 +40,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 hydra_version=$(sed -n 's/^HYDRA_VERSION=\(v[0-9.]*\).*/\1/p' "$repo/e2e/hydra/build.sh")
+jaeger_release=$(sed -n 's/^JAEGER_RELEASE=\([0-9.]*\).*/\1/p' "$repo/e2e/jaeger/build.sh")
 traefik_version=$(awk '{for (i = 1; i < NF; i++) if ($i == "github.com/traefik/traefik/v3") {print $(i+1); exit}}' "$repo/traefik/go.mod")
 
 # current IMAGE DIGEST: true when IMAGE exists with label standin.digest=DIGEST.
@@ -208,7 +212,22 @@ make_hydra() {
 		--change 'ENTRYPOINT ["hydra"]' --change 'CMD ["serve", "all"]'
 }
 
-for part in "${@:-runtime builder postgres traefik hydra}"; do
+# --- Jaeger --------------------------------------------------------------------------------------
+make_jaeger() {
+	local image=$prefix/jaeger:$jaeger_release sum bin=$repo/bin/jaeger
+	[ -x "$bin" ] || { echo "standins: $bin is missing: run make jaeger first" >&2; exit 1; }
+	sum=$( (echo jaeger-1; cat "$bin") | digest)
+	current "$image" "$sum" && { echo "standins: $image is current"; return; }
+	local root=$work/jaeger
+	skeleton "$root" /bin/sh
+	busybox "$root"
+	mkdir -p "$root/cmd/jaeger"
+	cp "$bin" "$root/cmd/jaeger/jaeger-linux"
+	import "$root" "$image" "$sum" --change 'ENV PATH=/usr/bin:/bin' --change 'ENV JAEGER_LISTEN_HOST=0.0.0.0' \
+		--change 'USER 10001' --change 'ENTRYPOINT ["/cmd/jaeger/jaeger-linux"]'
+}
+
+for part in "${@:-runtime builder postgres traefik hydra jaeger}"; do
 	for p in $part; do
 		"make_$p"
 	done

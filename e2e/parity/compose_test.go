@@ -49,7 +49,7 @@ func TestComposeValidAgainstSpec(t *testing.T) {
 	t.Parallel()
 
 	project := loadProject(t)
-	want := []string{"casts", "casts-db", "hydra", "hydra-clients", "hydra-db", "hydra-migrate", "movies", "movies-db", "traefik"}
+	want := []string{"casts", "casts-db", "hydra", "hydra-clients", "hydra-db", "hydra-migrate", "jaeger", "movies", "movies-db", "traefik"}
 	if got := project.ServiceNames(); !slices.Equal(sorted(got), want) {
 		t.Errorf("services = %v, want %v", sorted(got), want)
 	}
@@ -106,6 +106,8 @@ func TestComposeExposure(t *testing.T) {
 		{"movies", nil},
 		{"casts-db", nil},
 		{"movies-db", nil},
+		// Its UI and query API, for a person on the machine; OTLP stays inside.
+		{"jaeger", []published{{HostIP: "127.0.0.1", Target: 16686}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.service, func(t *testing.T) {
@@ -137,8 +139,9 @@ func TestComposeHardening(t *testing.T) {
 		dependsOn   []string // services that must be healthy first
 	}{
 		{service: "traefik", rootAllowed: true},
-		{service: "casts", dependsOn: []string{"casts-db"}},
-		{service: "movies", dependsOn: []string{"movies-db", "traefik"}},
+		{service: "casts", dependsOn: []string{"casts-db", "jaeger"}},
+		{service: "movies", dependsOn: []string{"movies-db", "traefik", "jaeger"}},
+		{service: "jaeger"},
 		{service: "casts-db"},
 		{service: "movies-db"},
 	}
@@ -251,18 +254,22 @@ func TestTraefikTuningSameInBothModes(t *testing.T) {
 	var got []string
 	for _, arg := range traefik.Command {
 		lower := strings.ToLower(arg)
-		for _, prefix := range []string{"--accesslog.filters.", "--accesslog.addinternals", "--metrics.", "--experimental."} {
+		// The OTLP endpoint differs (a container's name, a local port), the rest not.
+		if strings.HasPrefix(lower, "--tracing.otlp.") {
+			continue
+		}
+		for _, prefix := range []string{"--accesslog.filters.", "--accesslog.addinternals", "--metrics.", "--experimental.", "--tracing"} {
 			if strings.HasPrefix(lower, prefix) {
 				got = append(got, normalize(arg))
 			}
 		}
 	}
 	var want []string
-	for _, flag := range slices.Concat(stack.TraefikAccessLogFilters, stack.TraefikMetrics) {
+	for _, flag := range slices.Concat(stack.TraefikAccessLogFilters, stack.TraefikMetrics, stack.TraefikTracing) {
 		want = append(want, normalize(flag))
 	}
 	if diff := cmp.Diff(sorted(want), sorted(got)); diff != "" {
-		t.Errorf("traefik's --accessLog.filters.*, addInternals, --metrics.* and --experimental.* in compose.yaml differ from e2e/stack's (-stack +compose):\n%s", diff)
+		t.Errorf("traefik's --accessLog.filters.*, addInternals, --metrics.*, --experimental.* and --tracing* in compose.yaml differ from e2e/stack's (-stack +compose):\n%s", diff)
 	}
 	if got := env(project, "traefik", "GOGC"); got != stack.TraefikGOGC {
 		t.Errorf("traefik's GOGC in compose.yaml = %q, e2e/stack gives %q", got, stack.TraefikGOGC)
@@ -315,5 +322,35 @@ func TestHydraVersionSameInBothModes(t *testing.T) {
 		if want := "oryd/hydra:" + built; image != want {
 			t.Errorf("compose.yaml's %s runs %q, e2e/hydra/build.sh builds %s; want %q", name, image, built, want)
 		}
+	}
+}
+
+// TestJaegerVersionSameInBothModes: the image of the trace backend with Docker and the binary
+// e2e/jaeger/build.sh builds without Docker (and the stand-in image is made from) are the same
+// release, and both read the same configuration file.
+func TestJaegerVersionSameInBothModes(t *testing.T) {
+	t.Parallel()
+
+	script, err := os.ReadFile(filepath.Join(repoRoot, "e2e", "jaeger", "build.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^JAEGER_RELEASE=([0-9]+\.[0-9]+\.[0-9]+)\b`).FindSubmatch(script)
+	if m == nil {
+		t.Fatal("e2e/jaeger/build.sh sets no JAEGER_RELEASE=X.Y.Z")
+	}
+	jaeger := loadProject(t).Services["jaeger"]
+	if want := "jaegertracing/jaeger:" + string(m[1]); jaeger.Image != want {
+		t.Errorf("compose.yaml's jaeger runs %q, e2e/jaeger/build.sh builds %s; want %q", jaeger.Image, m[1], want)
+	}
+	mounted := false
+	for _, v := range jaeger.Volumes {
+		if strings.HasSuffix(v.Source, "/e2e/jaeger/config.yaml") && v.Target == "/etc/jaeger/config.yaml" && v.ReadOnly {
+			mounted = true
+		}
+	}
+	if !mounted || !slices.Equal(jaeger.Command, []string{"--config", "/etc/jaeger/config.yaml"}) {
+		t.Errorf("compose.yaml's jaeger must run with e2e/jaeger/config.yaml mounted read-only as /etc/jaeger/config.yaml (volumes %v, command %v)",
+			jaeger.Volumes, jaeger.Command)
 	}
 }

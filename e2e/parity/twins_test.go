@@ -22,9 +22,10 @@ var twins = []string{
 	"debug.go",
 	"auth.go",
 
-	// HTTP plumbing: request ids, access log, recovery, problem pages, JSON decoding and
-	// encoding, conditional requests, idempotent creates, the embedded Swagger UI.
+	// HTTP plumbing: request ids, access log, recovery, the requests' spans, problem pages, JSON
+	// decoding and encoding, conditional requests, idempotent creates, the embedded Swagger UI.
 	"internal/api/middleware.go",
+	"internal/api/telemetry_test.go",
 	"internal/api/problem.go",
 	"internal/api/gateway_problem_test.go",
 	"internal/api/json.go",
@@ -49,10 +50,18 @@ var twins = []string{
 	"internal/idempotency/idempotency_test.go",
 	"internal/postgres/migrations/0003_create_idempotency_keys.sql",
 
-	// The database: pool, migrations runner, outage detection, and the test databases.
+	// The database: pool, migrations runner, outage detection, the statements' spans, and the
+	// test databases.
 	"internal/postgres/postgres.go",
 	"internal/postgres/unavailable.go",
+	"internal/postgres/trace.go",
+	"internal/postgres/trace_test.go",
 	"internal/postgres/pgtest/pgtest.go",
+
+	// Traces and metrics: the OTEL_ variables, the exporters, /metrics.
+	"internal/telemetry/telemetry.go",
+	"internal/telemetry/exporter.go",
+	"internal/telemetry/telemetry_test.go",
 }
 
 // serviceNames are the names by which the cast service's copy of a twin says what the movie

@@ -11,17 +11,23 @@ import (
 // Environment variables that configure `make run`. Port errors name them, so
 // that a person knows what to change.
 const (
-	EnvWebPort       = "WEB_PORT"
-	EnvAdminPort     = "ADMIN_PORT"
-	EnvMeshPort      = "MESH_PORT"
-	EnvMoviesPort    = "MOVIES_PORT"
-	EnvCastsPort     = "CASTS_PORT"
-	EnvPostgresPort  = "PG_PORT"
-	EnvHydraPublic   = "HYDRA_PUBLIC_PORT"
-	EnvHydraAdmin    = "HYDRA_ADMIN_PORT"
-	EnvReplicas      = "REPLICAS"
-	EnvShutdownDelay = "SHUTDOWN_DELAY"
-	EnvLogLevel      = "LOG_LEVEL"
+	EnvWebPort      = "WEB_PORT"
+	EnvAdminPort    = "ADMIN_PORT"
+	EnvMeshPort     = "MESH_PORT"
+	EnvMoviesPort   = "MOVIES_PORT"
+	EnvCastsPort    = "CASTS_PORT"
+	EnvPostgresPort = "PG_PORT"
+	EnvHydraPublic  = "HYDRA_PUBLIC_PORT"
+	EnvHydraAdmin   = "HYDRA_ADMIN_PORT"
+	// Jaeger's ports (the same names its configuration, e2e/jaeger/config.yaml, reads).
+	EnvJaegerOTLPGRPC  = "JAEGER_OTLP_GRPC_PORT"
+	EnvJaegerOTLPHTTP  = "JAEGER_OTLP_HTTP_PORT"
+	EnvJaegerQuery     = "JAEGER_QUERY_PORT"
+	EnvJaegerQueryGRPC = "JAEGER_QUERY_GRPC_PORT"
+	EnvJaegerHealth    = "JAEGER_HEALTH_PORT"
+	EnvReplicas        = "REPLICAS"
+	EnvShutdownDelay   = "SHUTDOWN_DELAY"
+	EnvLogLevel        = "LOG_LEVEL"
 )
 
 // OptionsFromEnv reads ports, replicas, shutdown delay and log level from the
@@ -51,6 +57,11 @@ func OptionsFromEnv(getenv func(string) string) (Options, error) {
 	intVar(EnvPostgresPort, &opts.Ports.Postgres, 0, 65535)
 	intVar(EnvHydraPublic, &opts.Ports.HydraPublic, 0, 65535)
 	intVar(EnvHydraAdmin, &opts.Ports.HydraAdmin, 0, 65535)
+	intVar(EnvJaegerOTLPGRPC, &opts.Ports.JaegerOTLPGRPC, 0, 65535)
+	intVar(EnvJaegerOTLPHTTP, &opts.Ports.JaegerOTLPHTTP, 0, 65535)
+	intVar(EnvJaegerQuery, &opts.Ports.JaegerQuery, 0, 65535)
+	intVar(EnvJaegerQueryGRPC, &opts.Ports.JaegerQueryGRPC, 0, 65535)
+	intVar(EnvJaegerHealth, &opts.Ports.JaegerHealth, 0, 65535)
 	intVar(EnvReplicas, &opts.Replicas, 1, 9)
 	if v := strings.TrimSpace(getenv(EnvShutdownDelay)); v != "" {
 		d, err := time.ParseDuration(v)

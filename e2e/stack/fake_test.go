@@ -24,9 +24,9 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	// Hydra gets an environment of its own (hydraConfig.env), without envFake: its
-	// commands tell the fake apart.
-	if os.Getenv(envFake) != "" || (len(os.Args) > 1 && (os.Args[1] == "migrate" || os.Args[1] == "serve")) {
+	// Hydra and Jaeger get environments of their own (hydraConfig.env, jaegerEnv),
+	// without envFake: their arguments tell the fakes apart.
+	if os.Getenv(envFake) != "" || (len(os.Args) > 1 && (os.Args[1] == "migrate" || os.Args[1] == "serve" || os.Args[1] == "--config")) {
 		os.Exit(runFake())
 	}
 	os.Exit(m.Run())
@@ -41,6 +41,8 @@ func runFake() int {
 		return 0
 	case len(os.Args) > 1 && os.Args[1] == "serve":
 		return fakeHydra()
+	case len(os.Args) > 1 && os.Args[1] == "--config":
+		return fakeJaeger()
 	case os.Getenv("CASTS_ADDR") != "":
 		return fakeService("casts", os.Getenv("CASTS_ADDR"), os.Getenv("CASTS_DATABASE_URL"))
 	case os.Getenv("MOVIES_ADDR") != "":
@@ -123,6 +125,20 @@ func fakeHydra() int {
 		errc <- serveUntilSignal("hydra admin", net.JoinHostPort(os.Getenv("SERVE_ADMIN_HOST"), os.Getenv("SERVE_ADMIN_PORT")), mux)
 	}()
 	code := serveUntilSignal("hydra", net.JoinHostPort(os.Getenv("SERVE_PUBLIC_HOST"), os.Getenv("SERVE_PUBLIC_PORT")), mux)
+	return max(code, <-errc)
+}
+
+// fakeJaeger answers what Start asks of Jaeger: its health check and its query API.
+func fakeJaeger() int {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{"healthy":true}`) })
+	mux.HandleFunc("GET /api/services", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, `{"data":null}`) })
+	host := os.Getenv("JAEGER_LISTEN_HOST")
+	errc := make(chan int, 1)
+	go func() {
+		errc <- serveUntilSignal("jaeger health", net.JoinHostPort(host, os.Getenv("JAEGER_HEALTH_PORT")), mux)
+	}()
+	code := serveUntilSignal("jaeger", net.JoinHostPort(host, os.Getenv("JAEGER_QUERY_PORT")), mux)
 	return max(code, <-errc)
 }
 

@@ -27,12 +27,21 @@ type Ports struct {
 	// nothing routes.
 	HydraPublic int
 	HydraAdmin  int
+	// The trace backend (Jaeger): its OTLP receivers (gRPC and HTTP; the
+	// stack exports over HTTP), its query API and UI, its query gRPC API and
+	// its health check. Nothing routes them.
+	JaegerOTLPGRPC  int
+	JaegerOTLPHTTP  int
+	JaegerQuery     int
+	JaegerQueryGRPC int
+	JaegerHealth    int
 }
 
 // DefaultPorts are the ports of `make run`, the ones the README shows.
 func DefaultPorts() Ports {
 	return Ports{Web: 8080, Admin: 8081, Mesh: 8082, Movies: 8000, Casts: 8001, Postgres: 5433,
-		HydraPublic: 4444, HydraAdmin: 4445}
+		HydraPublic: 4444, HydraAdmin: 4445,
+		JaegerOTLPGRPC: 4317, JaegerOTLPHTTP: 4318, JaegerQuery: 16686, JaegerQueryGRPC: 16685, JaegerHealth: 13133}
 }
 
 // replicaPortStep separates the ports of one service's replicas.

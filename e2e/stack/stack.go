@@ -62,11 +62,15 @@ type Options struct {
 	// slow ones (TraefikAccessLogFilters), as with Docker. Tests that read it
 	// to see which entrypoint a request took set it.
 	AccessLogAll bool
+	// NoTracing runs the stack without its trace backend: no Jaeger, and
+	// neither Traefik nor the services export spans (the benchmark's
+	// "tracing off"). By default Jaeger runs and everything exports to it.
+	NoTracing bool
 }
 
 // Binaries are the programs a stack starts.
 type Binaries struct {
-	Casts, Movies, Traefik, Hydra string
+	Casts, Movies, Traefik, Hydra, Jaeger string
 }
 
 // URLs tell where the parts of a running stack listen.
@@ -83,6 +87,9 @@ type URLs struct {
 	// Nothing routes the admin API: it manages clients and keys.
 	HydraPublic string
 	HydraAdmin  string
+	// Jaeger is the trace backend's query API and UI (/api/traces/{id},
+	// /api/services, ...); empty with Options.NoTracing.
+	Jaeger string
 	// DatabaseAdmin is the superuser URL of the cluster. For a persistent
 	// stack it holds the password: print it with url.URL.Redacted.
 	DatabaseAdmin string
@@ -108,6 +115,7 @@ type Stack struct {
 	pg      *Postgres
 	traefik *process
 	hydra   *process // nil while stopped (StopProvider)
+	jaeger  *process // nil while stopped (StopTraceBackend) or with Options.NoTracing
 	urls    URLs
 	secrets Secrets
 	// debugPorts are the profile ports of each service's replicas, with Options.Profiling.
@@ -154,6 +162,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err := s.startPostgres(ctx, secrets); err != nil {
 		return nil, err
 	}
+	if err := s.startJaeger(ctx, true); err != nil {
+		return nil, err
+	}
 	if err := s.startHydra(ctx); err != nil {
 		return nil, err
 	}
@@ -197,6 +208,7 @@ func (o Options) withDefaults() Options {
 	bin(&o.Binaries.Movies, "movies")
 	bin(&o.Binaries.Traefik, "traefik")
 	bin(&o.Binaries.Hydra, "hydra")
+	bin(&o.Binaries.Jaeger, "jaeger")
 	return o
 }
 
@@ -216,6 +228,9 @@ func (o Options) checkFiles() error {
 	need(o.Binaries.Movies, "build the services with `make build`")
 	need(o.Binaries.Traefik, "build it with `make traefik` (the first build takes about 10 minutes)")
 	need(o.Binaries.Hydra, "build it with `make hydra` (the first build takes about 2 minutes)")
+	if !o.NoTracing {
+		need(o.Binaries.Jaeger, "build it with `make jaeger` (the first build takes about 3 minutes)")
+	}
 	if info, err := os.Stat(o.dynamicDir()); err != nil || !info.IsDir() {
 		errs = append(errs, fmt.Errorf("stack: %s not found: Traefik's file-provider configuration is missing", o.dynamicDir()))
 	}
@@ -289,6 +304,9 @@ func (s *Stack) resolvePorts() (movies, casts []int, err error) {
 		{&p.Postgres, "PostgreSQL", EnvPostgresPort},
 		{&p.HydraPublic, "Hydra public API", EnvHydraPublic},
 		{&p.HydraAdmin, "Hydra admin API", EnvHydraAdmin},
+	}
+	if !s.opts.NoTracing {
+		claims = append(claims, s.jaegerClaims()...)
 	}
 	movies = replicaPorts(p.Movies, s.opts.Replicas)
 	casts = replicaPorts(p.Casts, s.opts.Replicas)
@@ -417,7 +435,7 @@ func (s *Stack) newService(name, binary string, ports []int, portEnv string, env
 		s.urls.Profiles[svc.replicaName(i)] = "http://" + hostPort(debugPort)
 	}
 	svc.env = func(addr string) []string {
-		vars := env(addr)
+		vars := append(env(addr), s.telemetryEnv()...)
 		if d := s.opts.ShutdownDelay; d > 0 {
 			vars = append(vars, prefix+"SHUTDOWN_DELAY="+d.String())
 		}
@@ -452,6 +470,7 @@ func (s *Stack) startTraefik(ctx context.Context) error {
 		accessLog:  filepath.Join(s.logDir, "traefik-access.log"),
 		ports:      s.opts.Ports,
 		hydra:      s.hydraPublicURL(),
+		otlp:       s.otlpEndpoint(),
 	}
 	for _, svc := range s.services {
 		switch svc.name {
@@ -777,6 +796,11 @@ func (s *Stack) Stop() error {
 			errs = append(errs, s.hydra.stop(syscall.SIGTERM, 15*time.Second))
 			s.hydra = nil
 		}
+		// Last of the programs: it takes the spans of the others' shutdown.
+		if s.jaeger != nil {
+			errs = append(errs, s.jaeger.stop(syscall.SIGTERM, 15*time.Second))
+			s.jaeger = nil
+		}
 		s.mu.Unlock()
 		if s.pg != nil {
 			s.mu.Lock()
@@ -797,4 +821,31 @@ func (s *Stack) Stop() error {
 		}
 	})
 	return s.stopErr
+}
+
+// PIDs are the process ids of the stack's programs by name: "casts" and
+// "movies" (each one's first replica), "traefik", "postgres", "hydra" and
+// "jaeger"; a part that is not running is left out. The benchmark measures
+// the processes of each by them.
+func (s *Stack) PIDs() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pids := map[string]int{}
+	add := func(name string, p *process) {
+		if p != nil && p.cmd != nil && p.cmd.Process != nil && !p.exited() {
+			pids[name] = p.cmd.Process.Pid
+		}
+	}
+	for _, svc := range s.services {
+		if len(svc.replicas) > 0 {
+			add(svc.name, svc.replicas[0])
+		}
+	}
+	add("traefik", s.traefik)
+	add(ServiceHydra, s.hydra)
+	add(ServiceJaeger, s.jaeger)
+	if s.pg != nil {
+		add("postgres", s.pg.process())
+	}
+	return pids
 }

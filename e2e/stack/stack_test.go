@@ -24,7 +24,7 @@ func fakeRepo(t *testing.T) (string, Binaries) {
 	if err := os.MkdirAll(filepath.Join(root, "traefik", "dynamic"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return root, Binaries{Casts: exe, Movies: exe, Traefik: exe, Hydra: exe}
+	return root, Binaries{Casts: exe, Movies: exe, Traefik: exe, Hydra: exe, Jaeger: exe}
 }
 
 func TestStartOrchestratesFakeBinaries(t *testing.T) {
@@ -107,7 +107,7 @@ func TestStartOrchestratesFakeBinaries(t *testing.T) {
 	for _, f := range files {
 		names = append(names, filepath.Base(f))
 	}
-	want := []string{"casts-2.log", "casts.log", "hydra.log", "movies-2.log", "movies.log", "postgres.log", "traefik.log"}
+	want := []string{"casts-2.log", "casts.log", "hydra.log", "jaeger.log", "movies-2.log", "movies.log", "postgres.log", "traefik.log"}
 	if diff := cmp.Diff(want, names); diff != "" {
 		t.Errorf("log files (-want +got):\n%s", diff)
 	}

@@ -51,6 +51,18 @@ var (
 	// addinternals lets the catch-all router's 404 in (its service is
 	// noop@internal, which Traefik leaves out of metrics by default); it also
 	// counts the requests to Traefik's own API, ping and metrics on "traefik".
+	// TraefikTracing is Traefik's part of the trace of each request: a span
+	// for each entry point a request crosses ("web" from clients, "mesh"
+	// between the services), continuing the caller's W3C trace context and
+	// handing it on, every request sampled (the services follow Traefik's
+	// decision), and the request id on the span. The OTLP endpoint is set
+	// apart: it differs per stack.
+	TraefikTracing = []string{
+		"--tracing=true",
+		"--tracing.serviceName=traefik",
+		"--tracing.sampleRate=1.0",
+		"--tracing.capturedRequestHeaders=X-Request-Id",
+	}
 	TraefikMetrics = []string{
 		"--metrics.prometheus=true",
 		"--metrics.prometheus.addServicesLabels=false",
@@ -75,6 +87,7 @@ type traefikConfig struct {
 	hydra      string   // base URL of the OpenID provider's public API
 	profiling  bool     // serve /debug/pprof/ on the API entrypoint
 	accessAll  bool     // log every request, without TraefikAccessLogFilters
+	otlp       string   // base URL of the trace backend's OTLP/HTTP receiver; empty: no tracing
 }
 
 // args is the whole static configuration as flags: Traefik takes its static
@@ -108,6 +121,10 @@ func (c traefikConfig) args() []string {
 	}
 	if c.profiling {
 		args = append(args, "--api.debug=true")
+	}
+	if c.otlp != "" {
+		args = append(args, TraefikTracing...)
+		args = append(args, "--tracing.otlp.http.endpoint="+c.otlp+OTLPTracesPath)
 	}
 	return args
 }

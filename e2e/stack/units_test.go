@@ -54,8 +54,10 @@ func TestOptionsFromEnv(t *testing.T) {
 		{
 			name: "every variable",
 			env: map[string]string{"WEB_PORT": "9080", "ADMIN_PORT": "9081", "MESH_PORT": "9082", "MOVIES_PORT": "9000",
-				"CASTS_PORT": "9001", "PG_PORT": "0", "HYDRA_PUBLIC_PORT": "9444", "HYDRA_ADMIN_PORT": "0", "REPLICAS": "2", "SHUTDOWN_DELAY": "3500ms", "LOG_LEVEL": "debug"},
-			want: Options{Ports: Ports{Web: 9080, Admin: 9081, Mesh: 9082, Movies: 9000, Casts: 9001, HydraPublic: 9444}, Replicas: 2,
+				"CASTS_PORT": "9001", "PG_PORT": "0", "HYDRA_PUBLIC_PORT": "9444", "HYDRA_ADMIN_PORT": "0", "REPLICAS": "2", "SHUTDOWN_DELAY": "3500ms", "LOG_LEVEL": "debug",
+				"JAEGER_OTLP_GRPC_PORT": "0", "JAEGER_OTLP_HTTP_PORT": "9318", "JAEGER_QUERY_PORT": "9686", "JAEGER_QUERY_GRPC_PORT": "0", "JAEGER_HEALTH_PORT": "0"},
+			want: Options{Ports: Ports{Web: 9080, Admin: 9081, Mesh: 9082, Movies: 9000, Casts: 9001, HydraPublic: 9444,
+				JaegerOTLPHTTP: 9318, JaegerQuery: 9686}, Replicas: 2,
 				ShutdownDelay: 3500 * time.Millisecond, LogLevel: "debug"},
 		},
 		{

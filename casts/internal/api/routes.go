@@ -10,10 +10,14 @@ import (
 // addRoutes lists every endpoint. Each collection and item path is registered with and without a
 // trailing slash ({$} matches only the slash), so neither form redirects. Reads are public; every
 // write needs a token that grants casts:write.
-func addRoutes(mux *http.ServeMux, store Store, auth Authenticator, ready func(context.Context, bool) error, v *validator.Validate, docsAudience string) {
+func addRoutes(mux *http.ServeMux, store Store, auth Authenticator, ready func(context.Context, bool) error, v *validator.Validate, docsAudience string, metrics http.Handler) {
 	mux.Handle("GET /livez", handleLive())
 	mux.Handle("GET /readyz", handleReady(ready))
 	mux.Handle("GET /problems/{status}", handleGatewayProblem())
+	// On the service's own port only: Traefik routes nothing but /api/v1/ and /internal/v1/.
+	if metrics != nil {
+		mux.Handle("GET /metrics", metrics)
+	}
 
 	mux.Handle("GET /api/v1/casts/openapi.json", handleOpenAPI())
 	docs := handleDocs(docsAudience)

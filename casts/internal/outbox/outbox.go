@@ -11,19 +11,31 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/propagation"
 )
 
-const sqlEnqueue = `INSERT INTO outbox (type, payload) VALUES ($1, $2)`
+const sqlEnqueue = `INSERT INTO outbox (type, payload, traceparent) VALUES ($1, $2, $3)`
 
 // Enqueue writes an event of type typ, whose own fields are those of payload (any value that
-// encodes as a JSON object), in tx: it will be delivered if and only if tx commits.
+// encodes as a JSON object), in tx: it will be delivered if and only if tx commits. The trace
+// context of ctx goes with it: the event's delivery continues the trace.
 func Enqueue(ctx context.Context, tx pgx.Tx, typ string, payload any) error {
 	b, err := json.Marshal(payload)
 	if err != nil {
 		return fmt.Errorf("outbox: encode the payload of %s: %w", typ, err)
 	}
-	if _, err := tx.Exec(ctx, sqlEnqueue, typ, b); err != nil {
+	if _, err := tx.Exec(ctx, sqlEnqueue, typ, b, traceParent(ctx)); err != nil {
 		return fmt.Errorf("outbox: enqueue %s: %w", typ, err)
+	}
+	return nil
+}
+
+// traceParent is the W3C traceparent of ctx's span, or nil if ctx has none.
+func traceParent(ctx context.Context) *string {
+	carrier := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, carrier)
+	if v := carrier.Get("traceparent"); v != "" {
+		return &v
 	}
 	return nil
 }
@@ -37,6 +49,8 @@ type Event struct {
 	Type       string          `db:"type"`
 	Payload    json.RawMessage `db:"payload"`
 	OccurredAt time.Time       `db:"occurred_at"`
+	// TraceParent is the W3C trace context of the change that wrote the event, if it was traced.
+	TraceParent *string `db:"traceparent"`
 }
 
 // MarshalJSON gives the form receivers get: one flat object with id, type and occurred_at next to

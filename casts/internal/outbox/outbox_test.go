@@ -56,8 +56,10 @@ type delivery struct {
 	requestID   string
 	// authorization is the Authorization header.
 	authorization string
-	body          map[string]any
-	castID        int64
+	// traceparent is the W3C trace context header.
+	traceparent string
+	body        map[string]any
+	castID      int64
 }
 
 // receiver stands in for the movie service: it records every delivery and answers with status(n),
@@ -87,7 +89,7 @@ func (rcv *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	raw, _ := io.ReadAll(r.Body)
-	d := delivery{at: time.Now(), contentType: r.Header.Get("Content-Type"), requestID: r.Header.Get("X-Request-Id"), authorization: r.Header.Get("Authorization")}
+	d := delivery{at: time.Now(), contentType: r.Header.Get("Content-Type"), requestID: r.Header.Get("X-Request-Id"), authorization: r.Header.Get("Authorization"), traceparent: r.Header.Get("Traceparent")}
 	json.Unmarshal(raw, &d.body) //nolint:errcheck // checked through d.body
 	var wire struct {
 		CastID int64 `json:"cast_id"`

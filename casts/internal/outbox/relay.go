@@ -16,6 +16,15 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 )
@@ -45,7 +54,7 @@ const (
 const (
 	sqlTryLock = `SELECT pg_try_advisory_xact_lock($1)`
 	sqlPending = `
-SELECT id, event_id::text AS event_id, type, payload, occurred_at FROM outbox
+SELECT id, event_id::text AS event_id, type, payload, occurred_at, traceparent FROM outbox
 ORDER BY id
 LIMIT $1`
 	sqlDelivered = `DELETE FROM outbox WHERE id = $1`
@@ -70,6 +79,12 @@ type RelayConfig struct {
 	// token it gets from the token endpoint with them, and renews before it expires. Nil sends none.
 	Credentials *clientcredentials.Config
 	Logger      zerolog.Logger
+	// TracerProvider makes a span of each delivery, in the trace of the change that wrote the
+	// event; MeterProvider measures the deliveries' requests (http.client.request.duration);
+	// Propagator hands the trace context on to the receiver. Nil means none.
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
+	Propagator     propagation.TextMapPropagator
 }
 
 // Relay delivers the outbox's events. It is meant to run in every replica of the service: the
@@ -83,6 +98,7 @@ type Relay struct {
 	transport *http.Transport
 	// tokens is the source of the deliveries' access tokens; nil without Credentials.
 	tokens *tokenSource
+	tracer trace.Tracer
 }
 
 // NewRelay returns a relay that delivers the events in pool's outbox to cfg.Endpoint.
@@ -107,16 +123,35 @@ func NewRelay(pool *pgxpool.Pool, cfg RelayConfig) (*Relay, error) {
 		TLSHandshakeTimeout: cfg.Timeout,
 		ForceAttemptHTTP2:   true,
 	}
-	r := &Relay{pool: pool, cfg: cfg, endpoint: endpoint, http: &http.Client{Transport: transport}, transport: transport}
+	tp, mp, prop := cfg.TracerProvider, cfg.MeterProvider, cfg.Propagator
+	if tp == nil {
+		tp = tracenoop.NewTracerProvider()
+	}
+	if mp == nil {
+		mp = metricnoop.NewMeterProvider()
+	}
+	if prop == nil {
+		prop = propagation.NewCompositeTextMapPropagator()
+	}
+	// Each delivery's request is a client span under the delivery's span, and carries its trace
+	// context to the receiver.
+	traced := otelhttp.NewTransport(transport,
+		otelhttp.WithTracerProvider(tp), otelhttp.WithMeterProvider(mp), otelhttp.WithPropagators(prop),
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Path }))
+	r := &Relay{pool: pool, cfg: cfg, endpoint: endpoint, http: &http.Client{Transport: traced}, transport: transport, tracer: tp.Tracer(scope)}
 	if cfg.Credentials != nil {
-		// The token endpoint is asked through the same transport, within the same timeout.
+		// The token endpoint is asked through the same transport, within the same timeout, and
+		// untraced: a token is fetched for no delivery in particular.
 		ctx := context.WithValue(context.Background(), oauth2.HTTPClient, &http.Client{Transport: transport, Timeout: cfg.Timeout})
 		r.tokens = &tokenSource{fresh: func() oauth2.TokenSource { return cfg.Credentials.TokenSource(ctx) }}
 		r.tokens.reset()
-		r.http.Transport = &oauth2.Transport{Source: r.tokens, Base: transport}
+		r.http.Transport = &oauth2.Transport{Source: r.tokens, Base: traced}
 	}
 	return r, nil
 }
+
+// scope names this package's spans and instruments.
+const scope = "github.com/movies-microservices/casts/internal/outbox"
 
 // tokenSource hands out the relay's access token, fetched once and renewed before it expires
 // (oauth2's ReuseTokenSource), and can be made to forget it: the receiver may refuse a token
@@ -244,14 +279,22 @@ func (r *Relay) deliverBatch(ctx context.Context) (more bool, err error) {
 		if ctx.Err() != nil {
 			break
 		}
-		if sendErr = r.send(work, e); sendErr != nil {
+		eventCtx, span := r.startDelivery(work, e)
+		if sendErr = r.send(eventCtx, e); sendErr != nil {
+			endDelivery(span, sendErr)
 			break
 		}
-		if _, err := tx.Exec(work, sqlDelivered, e.Seq); err != nil {
+		if _, err := tx.Exec(eventCtx, sqlDelivered, e.Seq); err != nil {
+			endDelivery(span, err)
 			return false, fmt.Errorf("outbox: record the delivery of event %s: %w", e.ID, err)
 		}
 		delivered++
-		r.cfg.Logger.Info().Str("event_id", e.ID).Str("event_type", e.Type).Msg("outbox: event delivered")
+		line := r.cfg.Logger.Info().Str("event_id", e.ID).Str("event_type", e.Type)
+		if sc := span.SpanContext(); sc.IsValid() {
+			line = line.Str("trace_id", sc.TraceID().String()).Str("span_id", sc.SpanID().String())
+		}
+		line.Msg("outbox: event delivered")
+		endDelivery(span, nil)
 	}
 	if err := tx.Commit(work); err != nil {
 		return false, fmt.Errorf("outbox: record %d deliveries: %w", delivered, err)
@@ -260,6 +303,29 @@ func (r *Relay) deliverBatch(ctx context.Context) (more bool, err error) {
 		return false, sendErr
 	}
 	return delivered == batchSize, nil
+}
+
+// startDelivery starts the span of one attempt to deliver e: in the trace of the change that wrote
+// e, if it was traced, or else of a trace of its own.
+func (r *Relay) startDelivery(ctx context.Context, e Event) (context.Context, trace.Span) {
+	if e.TraceParent != nil {
+		ctx = propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": *e.TraceParent})
+	}
+	return r.tracer.Start(ctx, "outbox deliver "+e.Type,
+		trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(
+			semconv.MessagingOperationTypeSend,
+			semconv.MessagingOperationName("deliver"),
+			semconv.MessagingMessageID(e.ID),
+			attribute.String("outbox.event.type", e.Type),
+		))
+}
+
+func endDelivery(span trace.Span, err error) {
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
 }
 
 // send POSTs one event; only a 2xx answer counts as acknowledged.

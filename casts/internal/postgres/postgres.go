@@ -13,6 +13,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/semconv/v1.43.0/dbconv"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Migrations holds the schema, one forward-only file per step, applied in name order.
@@ -29,11 +34,37 @@ const connectTimeout = 3 * time.Second
 // defaultMaxConns is the pool size when the database URL does not set pool_max_conns.
 const defaultMaxConns = 16
 
+// Option is an option of Open.
+type Option func(*options)
+
+type options struct {
+	tracerProvider trace.TracerProvider
+	meterProvider  metric.MeterProvider
+}
+
+// WithTracerProvider makes a span of each statement run for traced work (see queryTracer).
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(o *options) { o.tracerProvider = tp }
+}
+
+// WithMeterProvider reports the pool's connections: db.client.connection.count, idle and used,
+// and db.client.connection.max.
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(o *options) { o.meterProvider = mp }
+}
+
 // Open creates a pool and checks, within timeout, that the database answers.
-func Open(ctx context.Context, url string, timeout time.Duration) (*pgxpool.Pool, error) {
+func Open(ctx context.Context, url string, timeout time.Duration, opts ...Option) (*pgxpool.Pool, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse database URL: %w", err)
+	}
+	if t := newQueryTracer(o.tracerProvider); t != nil {
+		cfg.ConnConfig.Tracer = t
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = min(connectTimeout, timeout)
@@ -54,7 +85,40 @@ func Open(ctx context.Context, url string, timeout time.Duration) (*pgxpool.Pool
 		pool.Close()
 		return nil, fmt.Errorf("connect to database: %w", err)
 	}
+	if o.meterProvider != nil {
+		if err := observePool(pool, o.meterProvider.Meter(scope)); err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("pool metrics: %w", err)
+		}
+	}
 	return pool, nil
+}
+
+// observePool reports pool's connections at each collection of meter's metrics.
+func observePool(pool *pgxpool.Pool, meter metric.Meter) error {
+	// The instruments of the semantic conventions: up-down counters, gauges in Prometheus.
+	count, err := meter.Int64ObservableUpDownCounter(dbconv.ClientConnectionCount{}.Name(),
+		metric.WithUnit(dbconv.ClientConnectionCount{}.Unit()), metric.WithDescription(dbconv.ClientConnectionCount{}.Description()))
+	if err != nil {
+		return err
+	}
+	maxConns, err := meter.Int64ObservableUpDownCounter(dbconv.ClientConnectionMax{}.Name(),
+		metric.WithUnit(dbconv.ClientConnectionMax{}.Unit()), metric.WithDescription(dbconv.ClientConnectionMax{}.Description()))
+	if err != nil {
+		return err
+	}
+	name := semconv.DBClientConnectionPoolName(pool.Config().ConnConfig.Database)
+	idle := metric.WithAttributeSet(attribute.NewSet(name, semconv.DBClientConnectionStateIdle))
+	used := metric.WithAttributeSet(attribute.NewSet(name, semconv.DBClientConnectionStateUsed))
+	pooled := metric.WithAttributeSet(attribute.NewSet(name))
+	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		s := pool.Stat()
+		o.ObserveInt64(count, int64(s.IdleConns()), idle)
+		o.ObserveInt64(count, int64(s.AcquiredConns()), used)
+		o.ObserveInt64(maxConns, int64(s.MaxConns()), pooled)
+		return nil
+	}, count, maxConns)
+	return err
 }
 
 // Migrate applies every migration in fsys that the database has not seen yet, each in its own transaction.

@@ -56,7 +56,7 @@ func TestMigrateConcurrently(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"0001_create_casts.sql", "0002_create_outbox.sql", "0003_create_idempotency_keys.sql"}
+	want := []string{"0001_create_casts.sql", "0002_create_outbox.sql", "0003_create_idempotency_keys.sql", "0004_add_outbox_traceparent.sql"}
 	if diff := cmp.Diff(want, applied); diff != "" {
 		t.Errorf("applied migrations (-want +got):\n%s", diff)
 	}

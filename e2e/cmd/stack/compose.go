@@ -72,11 +72,11 @@ func runCompose(ctx context.Context, args []string, getenv func(string) string, 
 		return fmt.Errorf("stack compose: -images %q: want official, standins or auto", *images)
 	}
 	if opts.Overrides != nil {
-		// The stand-in Traefik and Hydra images are bin/traefik and bin/hydra.
-		cmd := exec.CommandContext(ctx, "make", "--no-print-directory", "-C", root, "traefik", "hydra")
+		// The stand-in Traefik, Hydra and Jaeger images are bin/traefik, bin/hydra and bin/jaeger.
+		cmd := exec.CommandContext(ctx, "make", "--no-print-directory", "-C", root, "traefik", "hydra", "jaeger")
 		cmd.Stdout, cmd.Stderr = stderr, stderr
 		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("stack compose: make traefik hydra: %w", err)
+			return fmt.Errorf("stack compose: make traefik hydra jaeger: %w", err)
 		}
 		cmd = exec.CommandContext(ctx, "bash", filepath.Join(root, "e2e", "compose", "standins.sh"))
 		cmd.Stdout, cmd.Stderr = stderr, stderr

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"syscall"
 
 	"github.com/movies-microservices/e2e/stack"
@@ -47,7 +48,7 @@ func runStack(ctx context.Context, getenv func(string) string, stdout io.Writer)
 	if waitErr != nil {
 		fmt.Fprintln(stdout, "stack: a process stopped unexpectedly; stopping everything")
 	} else {
-		fmt.Fprintln(stdout, "\nstack: stopping (services, then Traefik, then Hydra, then PostgreSQL)")
+		fmt.Fprintln(stdout, "\nstack: stopping (services, then Traefik, then Hydra and Jaeger, then PostgreSQL)")
 	}
 	return errors.Join(waitErr, s.Stop())
 }
@@ -88,6 +89,8 @@ The stack is up.
   Services directly  movies %[3]s, casts %[4]s
   PostgreSQL         %[5]s (passwords in %[6]s)
   OpenID provider    Hydra: tokens at %[15]s, admin API %[10]s (loopback only)
+  Traces             Jaeger: %[16]s (query API %[16]s/api/traces?service=movies)
+  Metrics            %[17]s (each service's own port; Traefik's at %[2]s/metrics)
   Logs               %[7]s/
 Reads are public; writes need a token (it lives %[11]s). Client %[12]q, scopes %[13]q; get one with:
 
@@ -98,7 +101,17 @@ Press Ctrl-C to stop. Data survives restarts; delete %[8]s/ to reset it.
 `, gateway, admin, joinLocal(u.Movies, local), joinLocal(u.Casts, local), db,
 		rel(filepath.Join(root, ".run", "secrets.env")), rel(s.LogDir()), rel(filepath.Join(root, ".run")), dashboard,
 		u.HydraAdmin, stack.AccessTokenTTL, stack.DemoClientID, stack.DemoScopes,
-		tokenCommand(gateway, stack.DemoClientID, s.Secrets().DemoClient), stack.TokenURL(gateway))
+		tokenCommand(gateway, stack.DemoClientID, s.Secrets().DemoClient), stack.TokenURL(gateway),
+		local(u.Jaeger), metricsURLs(u, local))
+}
+
+// metricsURLs lists each replica's /metrics.
+func metricsURLs(u stack.URLs, local func(string) string) string {
+	var urls []string
+	for _, base := range slices.Concat(u.Movies, u.Casts) {
+		urls = append(urls, local(base)+"/metrics")
+	}
+	return joinLocal(urls, func(u string) string { return u })
 }
 
 // tokenCommand is the one line a person copies to get a token into $AUTH: the

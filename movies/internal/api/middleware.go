@@ -5,9 +5,18 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
 
 // RequestIDHeader carries the id that ties together the log lines of one request across services.
@@ -35,7 +44,8 @@ func setClientID(ctx context.Context, id string) {
 }
 
 // withAccessLog gives every request an id (the caller's, if it sent a sane one), a logger that carries
-// it, and writes one log line when the request is done. It also turns a panic into a logged 500.
+// it, and the request's trace and span ids if it is traced (see withTracing), and writes one log
+// line when the request is done. It also turns a panic into a logged 500.
 func withAccessLog(logger zerolog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -45,7 +55,13 @@ func withAccessLog(logger zerolog.Logger, next http.Handler) http.Handler {
 		}
 		w.Header().Set(RequestIDHeader, id)
 
-		l := logger.With().Str("request_id", id).Logger()
+		span := trace.SpanFromContext(r.Context())
+		span.SetAttributes(attribute.String("request_id", id))
+		lc := logger.With().Str("request_id", id)
+		if sc := span.SpanContext(); sc.IsValid() {
+			lc = lc.Str("trace_id", sc.TraceID().String()).Str("span_id", sc.SpanID().String())
+		}
+		l := lc.Logger()
 		client := &clientSlot{}
 		ctx := context.WithValue(l.WithContext(r.Context()), requestIDKey{}, id)
 		ctx = context.WithValue(ctx, clientKey{}, client)
@@ -63,6 +79,7 @@ func withAccessLog(logger zerolog.Logger, next http.Handler) http.Handler {
 				}
 			}
 			// The mux records the matched pattern on the request it was handed.
+			nameSpan(r, span)
 			line := l.Info().
 				Str("method", r.Method).
 				Str("route", r.Pattern).
@@ -76,6 +93,50 @@ func withAccessLog(logger zerolog.Logger, next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(rec, r)
 	})
+}
+
+// nameSpan names the request's server span after the route the mux matched, such as
+// "GET /api/v1/movies/{id}", and labels the request's duration with the route: otelhttp cannot,
+// as the mux records the pattern on the request it is handed, not on otelhttp's. A request that
+// matched no route keeps the method alone, and no route label: neither takes more values than
+// there are routes.
+func nameSpan(r *http.Request, span trace.Span) {
+	i := strings.IndexByte(r.Pattern, '/')
+	if i < 0 {
+		return
+	}
+	route := r.Pattern[i:]
+	span.SetName(r.Method + " " + route)
+	span.SetAttributes(semconv.HTTPRoute(route))
+	if labeler, ok := otelhttp.LabelerFromContext(r.Context()); ok {
+		labeler.Add(semconv.HTTPRoute(route))
+	}
+}
+
+// untraced are the paths of the probes and the metrics' scrapes: they come every few seconds and
+// say nothing of the service's work.
+var untraced = map[string]bool{"/livez": true, "/readyz": true, "/metrics": true}
+
+// withTracing makes a server span of every request but the probes and the scrapes, continuing the
+// trace context the caller sent (read with prop), and records its duration (the histogram
+// http.server.request.duration). The span is named after the method here, and after the route
+// once the mux has matched one (see nameSpan). A nil provider or propagator means none.
+func withTracing(tp trace.TracerProvider, mp metric.MeterProvider, prop propagation.TextMapPropagator, next http.Handler) http.Handler {
+	if tp == nil {
+		tp = tracenoop.NewTracerProvider()
+	}
+	if mp == nil {
+		mp = metricnoop.NewMeterProvider()
+	}
+	if prop == nil {
+		prop = propagation.NewCompositeTextMapPropagator()
+	}
+	return otelhttp.NewHandler(next, "http.server",
+		otelhttp.WithTracerProvider(tp),
+		otelhttp.WithMeterProvider(mp),
+		otelhttp.WithPropagators(prop),
+		otelhttp.WithFilter(func(r *http.Request) bool { return !untraced[r.URL.Path] }),
+	)
 }
 
 func validRequestID(id string) bool {

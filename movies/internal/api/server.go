@@ -11,6 +11,9 @@ import (
 	"github.com/movies-microservices/movies/internal/idempotency"
 	"github.com/movies-microservices/movies/internal/movie"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Store is what the handlers need from the movie store.
@@ -52,15 +55,24 @@ type Deps struct {
 	// RequestTimeout bounds each request: past it, what the request waits for (the database, the
 	// cast service) is given up and the request is answered 503. Zero means no bound.
 	RequestTimeout time.Duration
+	// TracerProvider, MeterProvider and Propagator are the service's telemetry (see package
+	// telemetry): the requests' spans, their durations, and the trace context taken from callers.
+	// Nil means none.
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
+	Propagator     propagation.TextMapPropagator
+	// Metrics serves the service's metrics at GET /metrics; nil serves none.
+	Metrics http.Handler
 }
 
 // NewServer returns the service's whole HTTP handler.
 func NewServer(d Deps) http.Handler {
 	mux := http.NewServeMux()
-	addRoutes(mux, d.Store, d.Casts, d.Auth, d.Ready, newValidator(), d.DocsAudience)
+	addRoutes(mux, d.Store, d.Casts, d.Auth, d.Ready, newValidator(), d.DocsAudience, d.Metrics)
 	// The deadline is set outside the access log, which must see the request the mux records the
-	// matched pattern on.
-	return withTimeout(d.RequestTimeout, withAccessLog(d.Logger, withProblemForUnrouted(mux)))
+	// matched pattern on. The span is outermost: it times the whole request.
+	h := withTimeout(d.RequestTimeout, withAccessLog(d.Logger, withProblemForUnrouted(mux)))
+	return withTracing(d.TracerProvider, d.MeterProvider, d.Propagator, h)
 }
 
 func newValidator() *validator.Validate {

@@ -17,6 +17,14 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
 
 const (
@@ -36,13 +44,35 @@ type Config struct {
 	// RequestID returns the id of the request a check is made for; it is sent on as X-Request-Id so
 	// that the log lines of both services can be tied together. It may be nil.
 	RequestID func(context.Context) string
+	// TracerProvider makes a client span of each request, under the span of the caller's context;
+	// Propagator writes the trace context into the request; MeterProvider measures the checks
+	// (movies.casts_check.duration) and the requests (http.client.request.duration). Nil means none.
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
+	Propagator     propagation.TextMapPropagator
 }
 
 // Client checks cast ids against the cast service and looks casts up there. It is safe for concurrent use.
 type Client struct {
 	listURL   *url.URL
 	http      *http.Client
+	transport *http.Transport
+	timeout   time.Duration
 	requestID func(context.Context) string
+	// checkDuration is movies.casts_check.duration.
+	checkDuration metric.Float64Histogram
+}
+
+// Outcomes of a check, the values of the attribute outcome of movies.casts_check.duration.
+const (
+	outcomeOK          = "ok"          // every id names a cast
+	outcomeMissingIDs  = "missing_ids" // the cast service answered: some ids name no cast
+	outcomeUnavailable = "unavailable" // no clear answer: unreachable, too slow, an error status, a bad body
+)
+
+// recordCheck records the duration of a check made since start.
+func (c *Client) recordCheck(ctx context.Context, start time.Time, outcome string) {
+	c.checkDuration.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attribute.String("outcome", outcome)))
 }
 
 // New returns a client for the cast service at cfg.BaseURL.
@@ -71,10 +101,35 @@ func New(cfg Config) (*Client, error) {
 	if !strings.HasPrefix(listURL.Path, "/") {
 		listURL.Path = "/" + listURL.Path // JoinPath keeps an empty base path relative
 	}
+
+	tp, mp, prop := cfg.TracerProvider, cfg.MeterProvider, cfg.Propagator
+	if tp == nil {
+		tp = tracenoop.NewTracerProvider()
+	}
+	if mp == nil {
+		mp = metricnoop.NewMeterProvider()
+	}
+	if prop == nil {
+		prop = propagation.NewCompositeTextMapPropagator()
+	}
+	checkDuration, err := mp.Meter("github.com/movies-microservices/movies/internal/castsclient").Float64Histogram(
+		"movies.casts_check.duration", metric.WithUnit("s"),
+		metric.WithDescription("Duration of the checks that cast ids exist, by outcome."),
+		metric.WithExplicitBucketBoundaries(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10))
+	if err != nil {
+		return nil, fmt.Errorf("castsclient: %w", err)
+	}
+	traced := otelhttp.NewTransport(transport,
+		otelhttp.WithTracerProvider(tp), otelhttp.WithMeterProvider(mp), otelhttp.WithPropagators(prop),
+		// The path is always the list's: the ids are in the query.
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Path }))
 	return &Client{
-		listURL:   listURL,
-		http:      &http.Client{Transport: transport, Timeout: cfg.Timeout},
-		requestID: cfg.RequestID,
+		listURL:       listURL,
+		http:          &http.Client{Transport: traced, Timeout: cfg.Timeout},
+		transport:     transport,
+		timeout:       cfg.Timeout,
+		requestID:     cfg.RequestID,
+		checkDuration: checkDuration,
 	}, nil
 }
 
@@ -99,8 +154,10 @@ func (c *Client) Missing(ctx context.Context, ids []int64) ([]int64, error) {
 	if len(wanted) > MaxIDs {
 		return nil, fmt.Errorf("castsclient: %d ids in one check; at most %d fit in one request", len(wanted), MaxIDs)
 	}
+	start := time.Now()
 	found, err := c.fetch(ctx, wanted)
 	if err != nil {
+		c.recordCheck(ctx, start, outcomeUnavailable)
 		return nil, err
 	}
 	exists := make(map[int64]bool, len(found))
@@ -113,6 +170,11 @@ func (c *Client) Missing(ctx context.Context, ids []int64) ([]int64, error) {
 			missing = append(missing, id)
 		}
 	}
+	outcome := outcomeOK
+	if len(missing) > 0 {
+		outcome = outcomeMissingIDs
+	}
+	c.recordCheck(ctx, start, outcome)
 	return missing, nil
 }
 
@@ -163,7 +225,7 @@ func (c *Client) fetch(ctx context.Context, ids []int64) ([]Cast, error) {
 
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("castsclient: %w", err)
+		return nil, fmt.Errorf("castsclient: %w", c.timedOut(ctx, err))
 	}
 	defer func() {
 		// Reading the rest lets the connection go back to the pool.
@@ -178,12 +240,23 @@ func (c *Client) fetch(ctx context.Context, ids []int64) ([]Cast, error) {
 	}
 	var found []Cast
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxResponseBytes)).Decode(&found); err != nil {
-		return nil, fmt.Errorf("castsclient: decode the answer of GET %s: %w", c.listURL.Redacted(), err)
+		return nil, fmt.Errorf("castsclient: decode the answer of GET %s: %w", c.listURL.Redacted(), c.timedOut(ctx, err))
 	}
 	return found, nil
 }
 
+// timedOut makes err say so when the client's own timeout ended the request. With a transport it
+// does not know (the tracing one), http.Client arms both a timer and the request's context with
+// the timeout, and says "Client.Timeout" only when the timer wins the race.
+func (c *Client) timedOut(ctx context.Context, err error) error {
+	if ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "Client.Timeout") {
+		return err
+	}
+	return fmt.Errorf("%w (Client.Timeout exceeded: no answer within %s)", err, c.timeout)
+}
+
 // CloseIdleConnections closes the pooled connections to the cast service; call it on shutdown.
 func (c *Client) CloseIdleConnections() {
-	c.http.CloseIdleConnections()
+	// Not through c.http: the tracing transport does not pass the call on.
+	c.transport.CloseIdleConnections()
 }
