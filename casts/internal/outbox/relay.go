@@ -15,16 +15,15 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/movies-microservices/casts/internal/telemetry"
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
-	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
-	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 )
@@ -124,15 +123,7 @@ func NewRelay(pool *pgxpool.Pool, cfg RelayConfig) (*Relay, error) {
 		ForceAttemptHTTP2:   true,
 	}
 	tp, mp, prop := cfg.TracerProvider, cfg.MeterProvider, cfg.Propagator
-	if tp == nil {
-		tp = tracenoop.NewTracerProvider()
-	}
-	if mp == nil {
-		mp = metricnoop.NewMeterProvider()
-	}
-	if prop == nil {
-		prop = propagation.NewCompositeTextMapPropagator()
-	}
+	tp, mp, prop = telemetry.OrNoop(tp, mp, prop)
 	// Each delivery's request is a client span under the delivery's span, and carries its trace
 	// context to the receiver.
 	traced := otelhttp.NewTransport(transport,

@@ -22,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	otelprometheus "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/exemplar"
@@ -116,6 +117,22 @@ func views() []sdkmetric.View {
 		}),
 		sdkmetric.NewView(sdkmetric.Instrument{Name: "http.*.body.size"}, sdkmetric.Stream{Aggregation: sdkmetric.AggregationDrop{}}),
 	}
+}
+
+// OrNoop returns tp, mp and prop, each nil one replaced by one that does nothing: the components
+// that take them (the HTTP server, the clients of the other service) work without telemetry too,
+// as their tests build them.
+func OrNoop(tp trace.TracerProvider, mp metric.MeterProvider, prop propagation.TextMapPropagator) (trace.TracerProvider, metric.MeterProvider, propagation.TextMapPropagator) {
+	if tp == nil {
+		tp = noop.NewTracerProvider()
+	}
+	if mp == nil {
+		mp = metricnoop.NewMeterProvider()
+	}
+	if prop == nil {
+		prop = propagation.NewCompositeTextMapPropagator()
+	}
+	return tp, mp, prop
 }
 
 // TracerProvider makes the service's spans: a no-op one when traces are not exported.

@@ -8,15 +8,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/movies-microservices/movies/internal/telemetry"
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
-	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
-	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
 
 // RequestIDHeader carries the id that ties together the log lines of one request across services.
@@ -122,15 +121,7 @@ var untraced = map[string]bool{"/livez": true, "/readyz": true, "/metrics": true
 // http.server.request.duration). The span is named after the method here, and after the route
 // once the mux has matched one (see nameSpan). A nil provider or propagator means none.
 func withTracing(tp trace.TracerProvider, mp metric.MeterProvider, prop propagation.TextMapPropagator, next http.Handler) http.Handler {
-	if tp == nil {
-		tp = tracenoop.NewTracerProvider()
-	}
-	if mp == nil {
-		mp = metricnoop.NewMeterProvider()
-	}
-	if prop == nil {
-		prop = propagation.NewCompositeTextMapPropagator()
-	}
+	tp, mp, prop = telemetry.OrNoop(tp, mp, prop)
 	return otelhttp.NewHandler(next, "http.server",
 		otelhttp.WithTracerProvider(tp),
 		otelhttp.WithMeterProvider(mp),

@@ -18,13 +18,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/movies-microservices/movies/internal/telemetry"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
-	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
-	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
 
 const (
@@ -103,15 +102,7 @@ func New(cfg Config) (*Client, error) {
 	}
 
 	tp, mp, prop := cfg.TracerProvider, cfg.MeterProvider, cfg.Propagator
-	if tp == nil {
-		tp = tracenoop.NewTracerProvider()
-	}
-	if mp == nil {
-		mp = metricnoop.NewMeterProvider()
-	}
-	if prop == nil {
-		prop = propagation.NewCompositeTextMapPropagator()
-	}
+	tp, mp, prop = telemetry.OrNoop(tp, mp, prop)
 	checkDuration, err := mp.Meter("github.com/movies-microservices/movies/internal/castsclient").Float64Histogram(
 		"movies.casts_check.duration", metric.WithUnit("s"),
 		metric.WithDescription("Duration of the checks that cast ids exist, by outcome."),
