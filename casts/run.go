@@ -43,7 +43,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer stop()
 
 	cfg, err := loadConfig(getenv)
-	if err != nil {
+	// The OTEL_ variables with the rest: every bad one is reported at once.
+	if err = errors.Join(err, telemetry.CheckEnv(getenv)); err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
 	}
 	// Log lines are batched, not written one system call each (see logbuf); the deferred Close

@@ -324,8 +324,8 @@ func TestRunConfigErrors(t *testing.T) {
 	}{
 		{
 			name: "missing and malformed",
-			env:  map[string]string{"CASTS_ADDR": "8001", "CASTS_LOG_LEVEL": "loud", "CASTS_DEBUG_ADDR": "6060", "CASTS_SHUTDOWN_DELAY": "soon"},
-			want: []string{"CASTS_ADDR", "CASTS_DATABASE_URL is required", "CASTS_MOVIES_URL is required", "CASTS_LOG_LEVEL", "CASTS_SHUTDOWN_DELAY", "CASTS_DEBUG_ADDR",
+			env:  map[string]string{"OTEL_TRACES_SAMPLER": "sometimes", "CASTS_ADDR": "8001", "CASTS_LOG_LEVEL": "loud", "CASTS_DEBUG_ADDR": "6060", "CASTS_SHUTDOWN_DELAY": "soon"},
+			want: []string{`OTEL_TRACES_SAMPLER: "sometimes"`, "CASTS_ADDR", "CASTS_DATABASE_URL is required", "CASTS_MOVIES_URL is required", "CASTS_LOG_LEVEL", "CASTS_SHUTDOWN_DELAY", "CASTS_DEBUG_ADDR",
 				"CASTS_AUTH_ISSUER is required", "CASTS_AUTH_JWKS_URL is required", "CASTS_AUTH_AUDIENCE is required", "CASTS_AUTH_TOKEN_URL is required",
 				"CASTS_RELAY_CLIENT_ID is required", "CASTS_RELAY_CLIENT_SECRET is required"},
 		},

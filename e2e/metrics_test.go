@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -164,9 +165,20 @@ func TestServiceMetrics(t *testing.T) {
 	tg := needTarget(t)
 	casts := tg.URLs().Casts
 	c := createCast(t, unique("Metrics Cast"))
-	// Warm up the series this test counts: one 200 and one 404 of the item route.
-	mustStatus(t, "read the cast", call(t, "GET", "/api/v1/casts/"+itoa(c.ID), ""), http.StatusOK)
-	mustStatus(t, "read a missing cast", call(t, "GET", "/api/v1/casts/"+itoa(c.ID+1_000_000_000), ""), http.StatusNotFound)
+	// Warm up the series this test counts on every replica, directly: a 200 and a 404 of the
+	// item route (the gateway would spread them over the replicas).
+	for _, base := range casts {
+		for path, want := range map[string]int{"/api/v1/casts/" + itoa(c.ID): http.StatusOK, "/api/v1/casts/" + itoa(c.ID+1_000_000_000): http.StatusNotFound} {
+			resp, err := plainClient.Get(base + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Fatalf("GET %s%s: %s, want %d", base, path, resp.Status, want)
+			}
+		}
+	}
 
 	before := scrapeAll(t, casts)
 	ids := make([]string, 100)
@@ -248,7 +260,12 @@ func TestFailuresInTracesAndMetrics(t *testing.T) {
 	started := false
 	t.Cleanup(func() {
 		if !started {
-			tg.StartService(t.Context(), "casts") //nolint:errcheck // best effort after a failure
+			// Not t.Context(): it is cancelled before cleanups run.
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			if err := tg.StartService(ctx, "casts"); err != nil {
+				t.Errorf("start casts again: %v", err)
+			}
 		}
 	})
 	rid503 := "trace-" + newEventID(t)
@@ -319,7 +336,11 @@ func TestTraceBackendDown(t *testing.T) {
 	restarted := false
 	t.Cleanup(func() {
 		if !restarted {
-			tg.StartTraceBackend(t.Context()) //nolint:errcheck // best effort after a failure
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			if err := tg.StartTraceBackend(ctx); err != nil {
+				t.Errorf("start the trace backend again: %v", err)
+			}
 		}
 	})
 	down := timed(20)

@@ -400,8 +400,8 @@ func TestRunConfigErrors(t *testing.T) {
 	}{
 		{
 			name: "missing and malformed",
-			env:  map[string]string{"MOVIES_ADDR": "8000", "MOVIES_LOG_LEVEL": "loud", "MOVIES_DEBUG_ADDR": "6060", "MOVIES_SHUTDOWN_DELAY": "soon"},
-			want: []string{"MOVIES_ADDR", "MOVIES_DATABASE_URL is required", "MOVIES_CASTS_URL is required", "MOVIES_LOG_LEVEL", "MOVIES_SHUTDOWN_DELAY", "MOVIES_DEBUG_ADDR",
+			env:  map[string]string{"OTEL_TRACES_SAMPLER": "sometimes", "MOVIES_ADDR": "8000", "MOVIES_LOG_LEVEL": "loud", "MOVIES_DEBUG_ADDR": "6060", "MOVIES_SHUTDOWN_DELAY": "soon"},
+			want: []string{`OTEL_TRACES_SAMPLER: "sometimes"`, "MOVIES_ADDR", "MOVIES_DATABASE_URL is required", "MOVIES_CASTS_URL is required", "MOVIES_LOG_LEVEL", "MOVIES_SHUTDOWN_DELAY", "MOVIES_DEBUG_ADDR",
 				"MOVIES_AUTH_ISSUER is required", "MOVIES_AUTH_JWKS_URL is required", "MOVIES_AUTH_AUDIENCE is required"},
 		},
 		{

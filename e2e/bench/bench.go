@@ -209,7 +209,14 @@ func Run(ctx context.Context, opts Options) (_ *Results, err error) {
 
 	// The traced stack: the same programs, with Jaeger and every request traced, seeded alike.
 	fmt.Fprintln(progress, "bench: starting a second stack that traces every request to its Jaeger")
-	traced, err := stack.Start(ctx, stack.Options{RepoRoot: opts.RepoRoot, LogLevel: "info", Progress: progress})
+	// The same options but for tracing (and profiles, which only the bench stack records): with
+	// -durable, a durable cluster of its own too.
+	tracedOpts := stackOpts
+	tracedOpts.NoTracing, tracedOpts.Profiling = false, false
+	if opts.Durable {
+		tracedOpts.Dir = filepath.Join(dir, "traced")
+	}
+	traced, err := stack.Start(ctx, tracedOpts)
 	if err != nil {
 		return nil, err
 	}

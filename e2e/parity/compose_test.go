@@ -139,8 +139,8 @@ func TestComposeHardening(t *testing.T) {
 		dependsOn   []string // services that must be healthy first
 	}{
 		{service: "traefik", rootAllowed: true},
-		{service: "casts", dependsOn: []string{"casts-db", "jaeger"}},
-		{service: "movies", dependsOn: []string{"movies-db", "traefik", "jaeger"}},
+		{service: "casts", dependsOn: []string{"casts-db"}},
+		{service: "movies", dependsOn: []string{"movies-db", "traefik"}},
 		{service: "jaeger"},
 		{service: "casts-db"},
 		{service: "movies-db"},

@@ -101,7 +101,10 @@ func (s *Stack) startJaeger(ctx context.Context, fresh bool) error {
 		p.stop(syscall.SIGTERM, 15*time.Second) //nolint:errcheck // the readiness error says more
 		return err
 	}
-	s.urls.Jaeger = s.jaegerQueryURL()
+	if fresh {
+		// Set once, before URLs is read: a restart keeps the port.
+		s.urls.Jaeger = s.jaegerQueryURL()
+	}
 	fmt.Fprintf(s.opts.Progress, "jaeger: ready, traces at %s (OTLP/HTTP in on %s)\n", s.urls.Jaeger, s.otlpEndpoint())
 	return nil
 }

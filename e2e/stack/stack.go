@@ -777,7 +777,7 @@ func (s *Stack) service(name string) (*service, error) {
 }
 
 // Stop stops everything in dependency order: the services (movies first, as
-// it calls casts), then Traefik, then Hydra, then PostgreSQL; then removes a throwaway
+// it calls casts), then Traefik, then Hydra, then Jaeger, then PostgreSQL; then removes a throwaway
 // stack's files. It is safe to call more than once.
 func (s *Stack) Stop() error {
 	s.stopOnce.Do(func() {

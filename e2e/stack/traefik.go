@@ -41,16 +41,6 @@ var (
 		"--accesslog.filters.minduration=1s",
 		"--accesslog.addinternals=true",
 	}
-	// TraefikMetrics are Prometheus metrics per entry point only: every
-	// request on "web" and "mesh" by status and method, the 404, 413 and 429
-	// that Traefik decides itself included. Traefik's default adds a second
-	// metrics middleware per service, which cost about 5% of its CPU per
-	// request (make bench BENCH_PROFILE=1) and cannot count those: they never
-	// reach a service, and the problem pages the errors middleware fetches
-	// bypass the services' metrics. The services' own logs split the rest.
-	// addinternals lets the catch-all router's 404 in (its service is
-	// noop@internal, which Traefik leaves out of metrics by default); it also
-	// counts the requests to Traefik's own API, ping and metrics on "traefik".
 	// TraefikTracing is Traefik's part of the trace of each request: a span
 	// for each entry point a request crosses ("web" from clients, "mesh"
 	// between the services), continuing the caller's W3C trace context and
@@ -63,6 +53,16 @@ var (
 		"--tracing.sampleRate=1.0",
 		"--tracing.capturedRequestHeaders=X-Request-Id",
 	}
+	// TraefikMetrics are Prometheus metrics per entry point only: every
+	// request on "web" and "mesh" by status and method, the 404, 413 and 429
+	// that Traefik decides itself included. Traefik's default adds a second
+	// metrics middleware per service, which cost about 5% of its CPU per
+	// request (make bench BENCH_PROFILE=1) and cannot count those: they never
+	// reach a service, and the problem pages the errors middleware fetches
+	// bypass the services' metrics. The services' own logs split the rest.
+	// addinternals lets the catch-all router's 404 in (its service is
+	// noop@internal, which Traefik leaves out of metrics by default); it also
+	// counts the requests to Traefik's own API, ping and metrics on "traefik".
 	TraefikMetrics = []string{
 		"--metrics.prometheus=true",
 		"--metrics.prometheus.addServicesLabels=false",

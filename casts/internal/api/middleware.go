@@ -57,7 +57,8 @@ func withAccessLog(logger zerolog.Logger, next http.Handler) http.Handler {
 		span := trace.SpanFromContext(r.Context())
 		span.SetAttributes(attribute.String("request_id", id))
 		lc := logger.With().Str("request_id", id)
-		if sc := span.SpanContext(); sc.IsValid() {
+		// Only a span of this service's own: with tracing off, the context holds the caller's.
+		if sc := span.SpanContext(); span.IsRecording() && sc.IsValid() {
 			lc = lc.Str("trace_id", sc.TraceID().String()).Str("span_id", sc.SpanID().String())
 		}
 		l := lc.Logger()

@@ -281,7 +281,7 @@ func (r *Relay) deliverBatch(ctx context.Context) (more bool, err error) {
 		}
 		delivered++
 		line := r.cfg.Logger.Info().Str("event_id", e.ID).Str("event_type", e.Type)
-		if sc := span.SpanContext(); sc.IsValid() {
+		if sc := span.SpanContext(); span.IsRecording() && sc.IsValid() {
 			line = line.Str("trace_id", sc.TraceID().String()).Str("span_id", sc.SpanID().String())
 		}
 		line.Msg("outbox: event delivered")

@@ -203,6 +203,13 @@ const (
 
 var samplers = []string{"always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio"}
 
+// CheckEnv reports every bad OTEL_ variable, as Setup would, so that a service can say them with
+// its other configuration errors, all at once.
+func CheckEnv(getenv func(string) string) error {
+	_, err := parseSettings("", getenv)
+	return err
+}
+
 // parseSettings reads the OTEL_ variables and reports every bad one at once.
 func parseSettings(service string, getenv func(string) string) (settings, error) {
 	s := settings{ServiceName: service, Sampler: defaultSampler, SamplerRatio: 1}
