@@ -25,6 +25,7 @@ var twins = []string{
 	// HTTP plumbing: request ids, access log, recovery, the requests' spans, problem pages, JSON
 	// decoding and encoding, conditional requests, idempotent creates, the embedded Swagger UI.
 	"internal/api/middleware.go",
+	"internal/api/telemetry_bench_test.go",
 	"internal/api/telemetry_test.go",
 	"internal/api/problem.go",
 	"internal/api/gateway_problem_test.go",
