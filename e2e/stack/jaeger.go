@@ -90,16 +90,14 @@ func (s *Stack) startJaeger(ctx context.Context, fresh bool) error {
 	go func() { <-p.done; closeLog() }()
 	s.jaeger = p
 	s.watch(p)
-	health := "http://" + hostPort(s.opts.Ports.JaegerHealth) + "/status"
-	if err := waitHTTPReady(ctx, health, p, s.opts.ReadyTimeout); err != nil {
-		s.jaeger = nil
-		p.stop(syscall.SIGTERM, 15*time.Second) //nolint:errcheck // the readiness error says more
-		return err
-	}
-	if err := waitHTTPReady(ctx, s.jaegerQueryURL()+"/api/services", p, s.opts.ReadyTimeout); err != nil {
-		s.jaeger = nil
-		p.stop(syscall.SIGTERM, 15*time.Second) //nolint:errcheck // the readiness error says more
-		return err
+	// Healthy, and its query API answers.
+	for _, url := range []string{"http://" + hostPort(s.opts.Ports.JaegerHealth) + "/status", s.jaegerQueryURL() + "/api/services"} {
+		if err := waitHTTPReady(ctx, url, p, s.opts.ReadyTimeout); err != nil {
+			// Not left half started: StartTraceBackend may try again.
+			s.jaeger = nil
+			p.stop(syscall.SIGTERM, 15*time.Second) //nolint:errcheck // the readiness error says more
+			return err
+		}
 	}
 	if fresh {
 		// Set once, before URLs is read: a restart keeps the port.
