@@ -265,6 +265,10 @@ func TestTraceAcrossTheMesh(t *testing.T) {
 	})
 	checkParentage(t, tr)
 
+	// Traefik records the request id too (--tracing.capturedRequestHeaders), as a list of values.
+	if web := tr.find("traefik", onEntryPoint("web"))[0]; !strings.Contains(web.tag("http.request.header.x-request-id"), rid) {
+		t.Errorf("Traefik's web span: http.request.header.x-request-id %q, want it to hold %q", web.tag("http.request.header.x-request-id"), rid)
+	}
 	server := tr.find("movies", named(moviesRoute))[0]
 	if !tr.descends(server, "traefik", onEntryPoint("web")) {
 		t.Errorf("%s is not under Traefik's web span\n%s", moviesRoute, tr.describe())

@@ -1,7 +1,6 @@
 package api_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -730,29 +729,11 @@ func TestMovieListPagination(t *testing.T) {
 	}
 }
 
-// lockedBuffer collects log lines written from concurrent requests.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // Writes whose cast ids do not all exist, or that cannot be checked, change nothing.
 func TestMovieCastCheck(t *testing.T) {
 	t.Parallel()
 	const unavailable = "the cast service is unavailable, so the cast ids could not be checked; nothing was written, retry later"
-	var logs lockedBuffer
+	var logs syncBuffer
 	casts := newFakeCasts(1, 2, 3)
 	h := newServer(t, casts, zerolog.New(&logs))
 	m := createMovie(t, h, `{"name":"Existing","genres":["Drama"],"cast_ids":[1,2]}`)

@@ -39,6 +39,12 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 	return b.buf.Write(p)
 }
 
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 // lines returns the log lines, decoded.
 func (b *syncBuffer) lines(t *testing.T) []map[string]any {
 	t.Helper()
