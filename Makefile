@@ -10,7 +10,7 @@ GO_PACKAGES := ./casts/... ./movies/... ./e2e/...
 # Runs a command with a throwaway PostgreSQL cluster; it exports TEST_DATABASE_URL.
 WITH_POSTGRES := go run ./e2e/cmd/stack exec --
 
-.PHONY: help build traefik hydra jaeger lint-tools run test vet e2e e2e-compose fuzz bench clean
+.PHONY: help build traefik hydra jaeger registry lint-tools run test vet e2e e2e-compose e2e-swarm fuzz bench clean
 
 help: ## List the targets.
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -42,6 +42,13 @@ bin/jaeger: e2e/jaeger/build.sh
 	e2e/jaeger/build.sh bin/jaeger
 	@touch $@
 
+registry: bin/registry ## Build the pinned CNCF Distribution registry (the swarm tests' image registry) into bin/registry (once per pin, cached in ~/.cache/movies-microservices).
+
+# The pin is REGISTRY_VERSION in e2e/registry/build.sh; the build is cached per pin outside the tree.
+bin/registry: e2e/registry/build.sh
+	e2e/registry/build.sh bin/registry
+	@touch $@
+
 lint-tools: e2e/node_modules/.package-lock.json ## Install the OpenAPI linters (Spectral, Redocly CLI) from the npm registry (once per lockfile).
 
 # Reinstalled only when the pins in e2e/package.json or its lockfile change. npm ci installs
@@ -55,8 +62,9 @@ e2e/node_modules/.package-lock.json: e2e/package.json e2e/package-lock.json
 run: build traefik hydra jaeger ## Run the whole stack as local processes (PostgreSQL data kept in .run/).
 	go run ./e2e/cmd/stack run
 
-vet: ## go vet every module.
+vet: ## go vet every module (the swarm tests, built with -tags swarm, included).
 	go vet $(GO_PACKAGES)
+	go vet -tags swarm ./e2e/
 
 # -p 1: one package at a time. The e2e fault tests (rolling restart under load) measure the stack,
 # and on 2 cores another package's tests running beside them starve Traefik's health checks.
@@ -72,6 +80,15 @@ e2e: build traefik hydra jaeger ## Only the black-box suite through the gateway.
 E2E_COMPOSE_TIMEOUT ?= 30m
 e2e-compose: traefik hydra jaeger ## The e2e suite against the Docker Compose stack (needs Docker; see README "With Docker").
 	E2E_NO_SKIP=1 go run ./e2e/cmd/stack compose -- go test -v -count=1 -timeout $(E2E_COMPOSE_TIMEOUT) ./e2e
+
+# The suite's swarm tests (e2e/swarm_test.go) against a throwaway swarm of three engines on this
+# machine (each dockerd in a network namespace of its own; needs root and the host's engine to
+# build the images), with the registry on its first node; always removed, also on failure or
+# Ctrl-C. See README "More than one host".
+E2E_SWARM_TIMEOUT ?= 40m
+E2E_SWARM_TESTS ?= ^(TestSwarm|TestDatabasesIsolated$$|TestNoSecretInLogsOrErrors$$)
+e2e-swarm: traefik hydra jaeger registry ## The swarm tests, and the suite's isolation and no-secret tests, on a three-node Docker Swarm (needs Docker and root; see README "More than one host").
+	E2E_NO_SKIP=1 go run ./e2e/cmd/stack swarm -- go test -tags swarm -v -count=1 -timeout $(E2E_SWARM_TIMEOUT) -run '$(E2E_SWARM_TESTS)' ./e2e
 
 FUZZTIME ?= 20s
 FUZZ_TARGETS := \

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -16,7 +18,9 @@ const defaultAddr = ":8001"
 
 // Config is everything the service reads from its environment.
 type Config struct {
-	Addr        string
+	Addr string
+	// DatabaseURL is CASTS_DATABASE_URL, with the password of its user set to the content of the
+	// file CASTS_DATABASE_PASSWORD_FILE (a Docker secret) if that is set.
 	DatabaseURL string
 	// MoviesURL is the base URL where the movie service is reached: Traefik's mesh entrypoint.
 	// The outbox relay delivers the cast service's events there (POST /internal/v1/movies/events).
@@ -47,8 +51,10 @@ type Config struct {
 	// AuthTokenURL is the provider's token endpoint, where the outbox relay gets its own access
 	// token (client credentials RelayClientID and RelayClientSecret, scope movies:events, audience
 	// AuthAudience). Empty only with AuthVerify off: then the relay sends no token.
-	AuthTokenURL      string
-	RelayClientID     string
+	AuthTokenURL  string
+	RelayClientID string
+	// RelayClientSecret is CASTS_RELAY_CLIENT_SECRET, or the content of the file
+	// CASTS_RELAY_CLIENT_SECRET_FILE (a Docker secret).
 	RelayClientSecret string
 }
 
@@ -76,6 +82,21 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	}
 
 	cfg.DatabaseURL = getenv("CASTS_DATABASE_URL")
+	if path := getenv("CASTS_DATABASE_PASSWORD_FILE"); path != "" {
+		password, readErr := readSecretFile("CASTS_DATABASE_PASSWORD_FILE", path)
+		if readErr != nil {
+			errs = append(errs, readErr)
+		}
+		// The URL is checked even when the file cannot be read, so that both are reported at
+		// once; without a URL, it is reported as required below.
+		if cfg.DatabaseURL != "" {
+			if withPassword, err := setDatabasePassword(cfg.DatabaseURL, password); err != nil {
+				errs = append(errs, err)
+			} else if readErr == nil {
+				cfg.DatabaseURL = withPassword
+			}
+		}
+	}
 	if cfg.DatabaseURL == "" {
 		errs = append(errs, errors.New("CASTS_DATABASE_URL is required (example postgres://casts:secret@localhost:5432/casts)"))
 	} else if _, err := pgxpool.ParseConfig(cfg.DatabaseURL); err != nil {
@@ -177,7 +198,19 @@ func loadAuthConfig(getenv func(string) string, cfg *Config) []error {
 	// The secret is never quoted back.
 	cfg.RelayClientID = getenv("CASTS_RELAY_CLIENT_ID")
 	cfg.RelayClientSecret = getenv("CASTS_RELAY_CLIENT_SECRET")
-	if required || cfg.AuthTokenURL != "" || cfg.RelayClientID != "" || cfg.RelayClientSecret != "" {
+	secretFile := getenv("CASTS_RELAY_CLIENT_SECRET_FILE")
+	if secretFile != "" {
+		if cfg.RelayClientSecret != "" {
+			errs = append(errs, errors.New("set CASTS_RELAY_CLIENT_SECRET or CASTS_RELAY_CLIENT_SECRET_FILE, not both"))
+		} else if secret, err := readSecretFile("CASTS_RELAY_CLIENT_SECRET_FILE", secretFile); err != nil {
+			errs = append(errs, err)
+		} else {
+			cfg.RelayClientSecret = secret
+		}
+	}
+	// A file that cannot be read is reported above, not again as a missing secret.
+	secretGiven := cfg.RelayClientSecret != "" || secretFile != ""
+	if required || cfg.AuthTokenURL != "" || cfg.RelayClientID != "" || secretGiven {
 		const why = "with CASTS_AUTH_TOKEN_URL: the outbox relay's credentials"
 		if cfg.AuthTokenURL == "" && !required {
 			errs = append(errs, errors.New("CASTS_AUTH_TOKEN_URL is required with CASTS_RELAY_CLIENT_ID and CASTS_RELAY_CLIENT_SECRET"))
@@ -185,8 +218,8 @@ func loadAuthConfig(getenv func(string) string, cfg *Config) []error {
 		if cfg.RelayClientID == "" {
 			errs = append(errs, errors.New("CASTS_RELAY_CLIENT_ID is required "+why))
 		}
-		if cfg.RelayClientSecret == "" {
-			errs = append(errs, errors.New("CASTS_RELAY_CLIENT_SECRET is required "+why))
+		if !secretGiven {
+			errs = append(errs, errors.New("CASTS_RELAY_CLIENT_SECRET (or CASTS_RELAY_CLIENT_SECRET_FILE) is required "+why))
 		}
 	}
 	return errs
@@ -205,6 +238,45 @@ func checkURL(name, v, example string, required bool) error {
 		return fmt.Errorf("%s is not an absolute http:// or https:// URL (example %s)", name, example)
 	}
 	return nil
+}
+
+// setDatabasePassword returns the database URL rawURL with the password of its user set to
+// password, which CASTS_DATABASE_PASSWORD_FILE holds.
+func setDatabasePassword(rawURL, password string) (string, error) {
+	u, err := url.Parse(rawURL)
+	// Neither rawURL nor err, which quotes it, is shown: the URL may carry a password.
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return "", errors.New("CASTS_DATABASE_PASSWORD_FILE needs CASTS_DATABASE_URL in the URL form (example postgres://casts@localhost:5432/casts)")
+	}
+	// Which of two passwords is meant cannot be told; an empty one ("user:@") counts too.
+	if _, ok := u.User.Password(); ok {
+		return "", errors.New("set the password in CASTS_DATABASE_URL or CASTS_DATABASE_PASSWORD_FILE, not both")
+	}
+	if u.User.Username() == "" {
+		return "", errors.New("CASTS_DATABASE_PASSWORD_FILE needs a user name in CASTS_DATABASE_URL (example postgres://casts@localhost:5432/casts)")
+	}
+	u.User = url.UserPassword(u.User.Username(), password)
+	return u.String(), nil
+}
+
+// readSecretFile returns the secret held by the file at path, which the variable name names:
+// how Docker Swarm hands secrets to a service, as files under /run/secrets/. One trailing
+// newline (\n or \r\n), which editors and echo add, is not part of the secret; nothing else is
+// trimmed, since a secret may end in a space. Errors never quote the content.
+func readSecretFile(name, path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		// The *fs.PathError says the path and the cause.
+		return "", fmt.Errorf("%s: %w", name, err)
+	}
+	secret := string(b)
+	if s, ok := strings.CutSuffix(secret, "\n"); ok {
+		secret = strings.TrimSuffix(s, "\r")
+	}
+	if secret == "" {
+		return "", fmt.Errorf("%s: the file %s is empty", name, path)
+	}
+	return secret, nil
 }
 
 // isLoopback reports whether host names this machine only.

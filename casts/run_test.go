@@ -170,16 +170,22 @@ func TestRun(t *testing.T) {
 	moviesSrv := httptest.NewServer(movies)
 	defer moviesSrv.Close()
 	addr, debugAddr := freeAddr(t), freeAddr(t)
+	// The secrets come in files, as Docker Swarm hands them over.
+	dbURL, dbPassword := passwordInFile(t, pgtest.URL(t))
 	env := map[string]string{
-		"CASTS_ADDR":         addr,
-		"CASTS_DATABASE_URL": pgtest.URL(t),
-		"CASTS_MOVIES_URL":   moviesSrv.URL,
-		"CASTS_LOG_LEVEL":    "info",
-		"CASTS_DEBUG_ADDR":   debugAddr,
+		"CASTS_ADDR":                   addr,
+		"CASTS_DATABASE_URL":           dbURL,
+		"CASTS_DATABASE_PASSWORD_FILE": secretFile(t, dbPassword+"\n"),
+		"CASTS_MOVIES_URL":             moviesSrv.URL,
+		"CASTS_LOG_LEVEL":              "info",
+		"CASTS_DEBUG_ADDR":             debugAddr,
 	}
 	iss := authtest.New(t)
 	auth, relayToken := authEnv(t, iss)
 	maps.Copy(env, auth)
+	relaySecret := env["CASTS_RELAY_CLIENT_SECRET"]
+	delete(env, "CASTS_RELAY_CLIENT_SECRET")
+	env["CASTS_RELAY_CLIENT_SECRET_FILE"] = secretFile(t, relaySecret+"\n")
 	token := iss.Token(t, "casts:write")
 	var logs lockedBuffer
 	ctx, cancel := context.WithCancel(context.Background())
@@ -303,7 +309,7 @@ func TestRun(t *testing.T) {
 	if !found {
 		t.Errorf("no access log line with request_id run-test-1 in:\n%s", logs.String())
 	}
-	for _, secret := range []string{env["CASTS_DATABASE_URL"], env["CASTS_RELAY_CLIENT_SECRET"], token, relayToken} {
+	for _, secret := range []string{dbPassword, relaySecret, token, relayToken} {
 		if strings.Contains(logs.String(), secret) {
 			t.Errorf("the log contains %q", secret)
 		}
@@ -327,7 +333,7 @@ func TestRunConfigErrors(t *testing.T) {
 			env:  map[string]string{"OTEL_TRACES_SAMPLER": "sometimes", "CASTS_ADDR": "8001", "CASTS_LOG_LEVEL": "loud", "CASTS_DEBUG_ADDR": "6060", "CASTS_SHUTDOWN_DELAY": "soon"},
 			want: []string{`OTEL_TRACES_SAMPLER: "sometimes"`, "CASTS_ADDR", "CASTS_DATABASE_URL is required", "CASTS_MOVIES_URL is required", "CASTS_LOG_LEVEL", "CASTS_SHUTDOWN_DELAY", "CASTS_DEBUG_ADDR",
 				"CASTS_AUTH_ISSUER is required", "CASTS_AUTH_JWKS_URL is required", "CASTS_AUTH_AUDIENCE is required", "CASTS_AUTH_TOKEN_URL is required",
-				"CASTS_RELAY_CLIENT_ID is required", "CASTS_RELAY_CLIENT_SECRET is required"},
+				"CASTS_RELAY_CLIENT_ID is required", "CASTS_RELAY_CLIENT_SECRET (or CASTS_RELAY_CLIENT_SECRET_FILE) is required"},
 		},
 		{
 			name: "auth URLs and switch",
@@ -335,13 +341,13 @@ func TestRunConfigErrors(t *testing.T) {
 				"CASTS_RELAY_CLIENT_ID": "casts-relay", "CASTS_RELAY_CLIENT_SECRET": "s3cr3t-value"},
 			want: []string{`CASTS_AUTH_VERIFY: "maybe" is neither on nor off`, "CASTS_AUTH_JWKS_URL is not an absolute http:// or https:// URL",
 				"CASTS_AUTH_TOKEN_URL is not an absolute http:// or https:// URL"},
-			notWant: []string{"s3cr3t-value", "hydra:4444", "ftp://", "CASTS_RELAY_CLIENT_ID is required", "CASTS_RELAY_CLIENT_SECRET is required"},
+			notWant: []string{"s3cr3t-value", "hydra:4444", "ftp://", "CASTS_RELAY_CLIENT_ID is required", "CASTS_RELAY_CLIENT_SECRET (or CASTS_RELAY_CLIENT_SECRET_FILE) is required"},
 		},
 		{
 			name:    "verification off: the relay's credentials still come together",
 			env:     map[string]string{"CASTS_AUTH_VERIFY": "off", "CASTS_RELAY_CLIENT_SECRET": "s3cr3t-value"},
 			want:    []string{"CASTS_AUTH_TOKEN_URL is required with CASTS_RELAY_CLIENT_ID and CASTS_RELAY_CLIENT_SECRET", "CASTS_RELAY_CLIENT_ID is required"},
-			notWant: []string{"s3cr3t-value", "CASTS_AUTH_ISSUER", "CASTS_AUTH_JWKS_URL", "CASTS_AUTH_AUDIENCE", "CASTS_RELAY_CLIENT_SECRET is required"},
+			notWant: []string{"s3cr3t-value", "CASTS_AUTH_ISSUER", "CASTS_AUTH_JWKS_URL", "CASTS_AUTH_AUDIENCE", "CASTS_RELAY_CLIENT_SECRET (or CASTS_RELAY_CLIENT_SECRET_FILE) is required"},
 		},
 		{
 			name: "movies URL and relay durations",

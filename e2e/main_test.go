@@ -12,6 +12,7 @@ import (
 
 	"github.com/movies-microservices/e2e/compose"
 	"github.com/movies-microservices/e2e/stack"
+	"github.com/movies-microservices/e2e/swarm"
 )
 
 // suite is the stack under test, shared by every test of the package.
@@ -36,6 +37,14 @@ func runSuite(m *testing.M) int {
 	suite.gateway = os.Getenv("E2E_BASE_URL")
 	suite.admin = os.Getenv("E2E_ADMIN_URL")
 	switch {
+	case os.Getenv(swarm.EnvState) != "":
+		d, err := swarm.Attach(os.Getenv(swarm.EnvState))
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
+			return 1
+		}
+		suite.target = swarmTarget{d}
+		suite.gateway, suite.admin = d.URLs.Gateway, d.URLs.Admin
 	case os.Getenv(compose.EnvProject) != "":
 		root, err := stack.FindRepoRoot(".")
 		if err != nil {

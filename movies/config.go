@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -16,7 +18,9 @@ const defaultAddr = ":8000"
 
 // Config is everything the service reads from its environment.
 type Config struct {
-	Addr        string
+	Addr string
+	// DatabaseURL is MOVIES_DATABASE_URL, with the password of its user set to the content of the
+	// file MOVIES_DATABASE_PASSWORD_FILE (a Docker secret) if that is set.
 	DatabaseURL string
 	// CastsURL is the base URL where the cast API is reached: Traefik's mesh entrypoint, so that
 	// calls between the services get its retry and circuit breaker.
@@ -67,6 +71,21 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	}
 
 	cfg.DatabaseURL = getenv("MOVIES_DATABASE_URL")
+	if path := getenv("MOVIES_DATABASE_PASSWORD_FILE"); path != "" {
+		password, readErr := readSecretFile("MOVIES_DATABASE_PASSWORD_FILE", path)
+		if readErr != nil {
+			errs = append(errs, readErr)
+		}
+		// The URL is checked even when the file cannot be read, so that both are reported at
+		// once; without a URL, it is reported as required below.
+		if cfg.DatabaseURL != "" {
+			if withPassword, err := setDatabasePassword(cfg.DatabaseURL, password); err != nil {
+				errs = append(errs, err)
+			} else if readErr == nil {
+				cfg.DatabaseURL = withPassword
+			}
+		}
+	}
 	if cfg.DatabaseURL == "" {
 		errs = append(errs, errors.New("MOVIES_DATABASE_URL is required (example postgres://movies:secret@localhost:5432/movies)"))
 	} else if _, err := pgxpool.ParseConfig(cfg.DatabaseURL); err != nil {
@@ -158,6 +177,45 @@ func loadAuthConfig(getenv func(string) string, cfg *Config) []error {
 		errs = append(errs, errors.New("MOVIES_AUTH_JWKS_URL is not an absolute http:// or https:// URL (example http://127.0.0.1:4444/.well-known/jwks.json)"))
 	}
 	return errs
+}
+
+// setDatabasePassword returns the database URL rawURL with the password of its user set to
+// password, which MOVIES_DATABASE_PASSWORD_FILE holds.
+func setDatabasePassword(rawURL, password string) (string, error) {
+	u, err := url.Parse(rawURL)
+	// Neither rawURL nor err, which quotes it, is shown: the URL may carry a password.
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return "", errors.New("MOVIES_DATABASE_PASSWORD_FILE needs MOVIES_DATABASE_URL in the URL form (example postgres://movies@localhost:5432/movies)")
+	}
+	// Which of two passwords is meant cannot be told; an empty one ("user:@") counts too.
+	if _, ok := u.User.Password(); ok {
+		return "", errors.New("set the password in MOVIES_DATABASE_URL or MOVIES_DATABASE_PASSWORD_FILE, not both")
+	}
+	if u.User.Username() == "" {
+		return "", errors.New("MOVIES_DATABASE_PASSWORD_FILE needs a user name in MOVIES_DATABASE_URL (example postgres://movies@localhost:5432/movies)")
+	}
+	u.User = url.UserPassword(u.User.Username(), password)
+	return u.String(), nil
+}
+
+// readSecretFile returns the secret held by the file at path, which the variable name names:
+// how Docker Swarm hands secrets to a service, as files under /run/secrets/. One trailing
+// newline (\n or \r\n), which editors and echo add, is not part of the secret; nothing else is
+// trimmed, since a secret may end in a space. Errors never quote the content.
+func readSecretFile(name, path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		// The *fs.PathError says the path and the cause.
+		return "", fmt.Errorf("%s: %w", name, err)
+	}
+	secret := string(b)
+	if s, ok := strings.CutSuffix(secret, "\n"); ok {
+		secret = strings.TrimSuffix(s, "\r")
+	}
+	if secret == "" {
+		return "", fmt.Errorf("%s: the file %s is empty", name, path)
+	}
+	return secret, nil
 }
 
 // isLoopback reports whether host names this machine only.

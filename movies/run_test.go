@@ -204,16 +204,19 @@ func TestRun(t *testing.T) {
 
 	addr, debugAddr := freeAddr(t), freeAddr(t)
 	iss := authtest.New(t)
+	// The database password comes in a file, as Docker Swarm hands it over.
+	dbURL, dbPassword := passwordInFile(t, pgtest.URL(t))
 	env := map[string]string{
-		"MOVIES_ADDR":          addr,
-		"MOVIES_DATABASE_URL":  pgtest.URL(t),
-		"MOVIES_CASTS_URL":     castsSrv.URL,
-		"MOVIES_CASTS_TIMEOUT": "1s",
-		"MOVIES_LOG_LEVEL":     "info",
-		"MOVIES_DEBUG_ADDR":    debugAddr,
-		"MOVIES_AUTH_ISSUER":   iss.URL,
-		"MOVIES_AUTH_JWKS_URL": iss.JWKSURL,
-		"MOVIES_AUTH_AUDIENCE": authtest.Audience,
+		"MOVIES_ADDR":                   addr,
+		"MOVIES_DATABASE_URL":           dbURL,
+		"MOVIES_DATABASE_PASSWORD_FILE": secretFile(t, dbPassword+"\n"),
+		"MOVIES_CASTS_URL":              castsSrv.URL,
+		"MOVIES_CASTS_TIMEOUT":          "1s",
+		"MOVIES_LOG_LEVEL":              "info",
+		"MOVIES_DEBUG_ADDR":             debugAddr,
+		"MOVIES_AUTH_ISSUER":            iss.URL,
+		"MOVIES_AUTH_JWKS_URL":          iss.JWKSURL,
+		"MOVIES_AUTH_AUDIENCE":          authtest.Audience,
 	}
 	token := iss.Token(t, "movies:write")
 	var logs lockedBuffer
@@ -379,7 +382,7 @@ func TestRun(t *testing.T) {
 	if !cause {
 		t.Errorf("no log line with the cause of the 503 for request_id run-test-down in:\n%s", logs.String())
 	}
-	for _, secret := range []string{env["MOVIES_DATABASE_URL"], token} {
+	for _, secret := range []string{dbPassword, token} {
 		if strings.Contains(logs.String(), secret) {
 			t.Errorf("the log contains %q", secret)
 		}

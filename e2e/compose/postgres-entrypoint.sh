@@ -3,7 +3,8 @@
 # image's docker-entrypoint.sh that compose.yaml relies on: on the first start of an empty data
 # directory, initdb with POSTGRES_USER as the superuser and POSTGRES_PASSWORD as its password,
 # POSTGRES_DB created and owned by it, password authentication (scram-sha-256) for every TCP
-# connection; then the server in the foreground, on every interface. Like the official image, it
+# connection; then the server in the foreground, on every interface. POSTGRES_PASSWORD_FILE (a
+# Swarm secret, e2e/swarm/stack.yaml) gives the password from a file, as in the official image. Like the official image, it
 # prints no password, and during initialisation the server listens on the Unix socket only, so
 # that a TCP health check does not count it ready early.
 set -eu
@@ -16,6 +17,13 @@ shift
 : "${PGDATA:=/var/lib/postgresql/data}"
 : "${POSTGRES_USER:=postgres}"
 : "${POSTGRES_DB:=$POSTGRES_USER}"
+if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
+	if [ -n "${POSTGRES_PASSWORD:-}" ]; then
+		echo "postgres-entrypoint: set POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE, not both" >&2
+		exit 1
+	fi
+	POSTGRES_PASSWORD=$(cat "$POSTGRES_PASSWORD_FILE")
+fi
 if [ -z "${POSTGRES_PASSWORD:-}" ]; then
 	echo "postgres-entrypoint: POSTGRES_PASSWORD is not set" >&2
 	exit 1

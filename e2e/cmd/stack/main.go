@@ -3,6 +3,7 @@
 //	go run ./e2e/cmd/stack exec -- <command> [args...]
 //	go run ./e2e/cmd/stack run
 //	go run ./e2e/cmd/stack compose -- <command> [args...]
+//	go run ./e2e/cmd/stack swarm -- <command> [args...]
 //
 // See usage for the details.
 package main
@@ -48,6 +49,17 @@ commands:
         COMMAND's exit code. -images auto (E2E_COMPOSE_IMAGES) uses the official
         images where the engine has or can pull them, else stand-ins made offline
         by e2e/compose/standins.sh (e2e/compose/standins.yaml); it says which.
+
+  swarm [-images auto|official|standins] [-stack NAME] -- COMMAND [ARGS...]
+        Make a swarm of three Docker engines on this machine (each dockerd in a
+        network namespace of its own, joined by a bridge; as root), run the
+        registry (bin/registry) on its first node, build the images with the
+        host's engine and push them there, deploy e2e/swarm/stack.yaml (default
+        name movies-microservices-e2e), and run COMMAND with E2E_SWARM_STATE and
+        the E2E_* variables that point the e2e suite at it (the gateway and the
+        dashboard forwarded to 127.0.0.1); then remove the stack, the engines and
+        their data, also on failure or Ctrl-C. Exits with COMMAND's exit code.
+        -images as for compose (E2E_SWARM_IMAGES).
 `
 
 func main() {
@@ -79,6 +91,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runStack(ctx, getenv, stdout)
 	case "compose":
 		return runCompose(ctx, args[1:], getenv, stderr)
+	case "swarm":
+		return runSwarm(ctx, args[1:], getenv, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

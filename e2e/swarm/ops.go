@@ -1,0 +1,172 @@
+package swarm
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Image paths in the registry of the casts and movies images.
+func ServiceImage(svc, tag string) string { return "movies-microservices/" + svc + ":" + tag }
+
+// BuiltImage is the host engine's local image of svc that Up built and pushed as tag "1".
+func (d *Deployment) BuiltImage(svc string) string { return d.Stack + "-build-" + svc }
+
+// NewImage builds, with the host's engine, an image FROM the local image base plus the given
+// Dockerfile instructions, and pushes it to the registry as path. The classic builder: a
+// Dockerfile of FROM, LABEL and HEALTHCHECK needs no BuildKit (Debian's docker.io has no buildx).
+func (d *Deployment) NewImage(ctx context.Context, base, path string, instructions ...string) error {
+	local := d.Stack + "-new/" + strings.ReplaceAll(path, ":", "-")
+	dockerfile := "FROM " + base + "\n" + strings.Join(instructions, "\n") + "\n"
+	cmd := exec.CommandContext(ctx, "docker", "build", "--quiet", "--tag", local, "-")
+	cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
+	cmd.Stdin = strings.NewReader(dockerfile)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("swarm: docker build %s: %w: %s", local, err, strings.TrimSpace(string(out)))
+	}
+	defer hostDocker(context.WithoutCancel(ctx), "rmi", local) //nolint:errcheck // the pushed image stays in the registry
+	return d.Push(ctx, local, path)
+}
+
+// UpdateImage runs `docker service update --image` on svc with the image at path in the
+// registry and waits for its end (--detach=false): nil once the update completed, an error
+// when Swarm paused or rolled it back.
+func (d *Deployment) UpdateImage(ctx context.Context, svc, path string) error {
+	_, err := d.Manager().Docker(ctx, "service", "update", "--detach=false", "--quiet", "--image", d.Image(path), d.Service(svc))
+	return err
+}
+
+// UpdateState is the state of svc's last update ("completed", "rollback_completed", ...), ""
+// for none.
+func (d *Deployment) UpdateState(ctx context.Context, svc string) (string, error) {
+	return d.Manager().Docker(ctx, "service", "inspect", "--format", "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}", d.Service(svc))
+}
+
+// SpecImage is the image svc's spec names, without the digest Swarm pins it to.
+func (d *Deployment) SpecImage(ctx context.Context, svc string) (string, error) {
+	out, err := d.Manager().Docker(ctx, "service", "inspect", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}", d.Service(svc))
+	image, _, _ := strings.Cut(out, "@")
+	return image, err
+}
+
+// Scale sets svc's replicas and waits until Swarm has them running (--detach=false).
+func (d *Deployment) Scale(ctx context.Context, svc string, n int) error {
+	_, err := d.Manager().Docker(ctx, "service", "scale", "--detach=false", d.Service(svc)+"="+strconv.Itoa(n))
+	return err
+}
+
+// NodeStates are each node's hostname with its status and availability, e.g. "swarm-2 ready active".
+func (d *Deployment) NodeStates(ctx context.Context) (map[string]string, error) {
+	out, err := d.Manager().Docker(ctx, "node", "ls", "--format", "{{.Hostname}} {{.Status}} {{.Availability}}")
+	if err != nil {
+		return nil, err
+	}
+	states := map[string]string{}
+	for line := range strings.Lines(out) {
+		name, state, _ := strings.Cut(strings.TrimSpace(line), " ")
+		states[name] = strings.ToLower(state)
+	}
+	return states, nil
+}
+
+// WaitNode waits until node's status (as NodeStates gives it, without availability) is want.
+func (d *Deployment) WaitNode(ctx context.Context, timeout time.Duration, node, want string) error {
+	return poll(ctx, timeout, node+" "+want, func() error {
+		states, err := d.NodeStates(ctx)
+		if err != nil {
+			return err
+		}
+		if status, _, _ := strings.Cut(states[node], " "); status != want {
+			return fmt.Errorf("%s is %q", node, states[node])
+		}
+		return nil
+	})
+}
+
+// NodeByName is the node whose hostname is name.
+func (d *Deployment) NodeByName(name string) (Node, error) {
+	for _, n := range d.Nodes() {
+		if n.Name == name {
+			return n, nil
+		}
+	}
+	return Node{}, fmt.Errorf("swarm: no node %s", name)
+}
+
+// StopEngine and StartEngine stop and start node n's dockerd (see Layout).
+func (d *Deployment) StopEngine(n Node) error { return d.Layout.StopEngine(n) }
+func (d *Deployment) StartEngine(ctx context.Context, n Node) error {
+	return d.Layout.StartEngine(ctx, n)
+}
+func (d *Deployment) CutLink(ctx context.Context, n Node) error { return d.Layout.CutLink(ctx, n) }
+func (d *Deployment) RestoreLink(ctx context.Context, n Node) error {
+	return d.Layout.RestoreLink(ctx, n)
+}
+
+// Container is the node and container id of a running task of svc (the first, by node).
+func (d *Deployment) Container(ctx context.Context, svc string) (Node, string, error) {
+	tasks, err := d.Tasks(ctx, svc)
+	if err != nil {
+		return Node{}, "", err
+	}
+	if len(tasks) == 0 {
+		return Node{}, "", fmt.Errorf("swarm: %s has no running task", svc)
+	}
+	n, err := d.NodeByName(tasks[0].Node)
+	if err != nil {
+		return Node{}, "", err
+	}
+	id, err := d.Manager().Docker(ctx, "inspect", "--format", "{{.Status.ContainerStatus.ContainerID}}", tasks[0].ID)
+	return n, id, err
+}
+
+// Logs are every service's output (docker service logs, every task's, stopped ones included),
+// by service name without the stack's prefix.
+func (d *Deployment) Logs(ctx context.Context) (map[string]string, error) {
+	out, err := d.Manager().Docker(ctx, "stack", "services", "--format", "{{.Name}}", d.Stack)
+	if err != nil {
+		return nil, err
+	}
+	logs := map[string]string{}
+	for _, name := range strings.Fields(out) {
+		text, err := d.Manager().DockerOutput(ctx, "service", "logs", "--no-trunc", "--raw", name)
+		if err != nil {
+			return nil, err
+		}
+		logs[strings.TrimPrefix(name, d.Stack+"_")] = text
+	}
+	return logs, nil
+}
+
+// TaskLogs are svc's log lines by the task that wrote them (its id).
+func (d *Deployment) TaskLogs(ctx context.Context, svc string) (map[string][]string, error) {
+	out, err := d.Manager().DockerOutput(ctx, "service", "logs", "--no-trunc", "--no-resolve", d.Service(svc))
+	if err != nil {
+		return nil, err
+	}
+	byTask := map[string][]string{}
+	for line := range strings.Lines(out) {
+		// "<service>.<slot>.<task id>@<node id>    | <line>"
+		prefix, text, ok := strings.Cut(line, "| ")
+		if !ok {
+			continue
+		}
+		parts := strings.Split(strings.Fields(prefix)[0], ".")
+		if len(parts) < 3 {
+			continue
+		}
+		task, _, _ := strings.Cut(parts[len(parts)-1], "@")
+		byTask[task] = append(byTask[task], strings.TrimSpace(text))
+	}
+	return byTask, nil
+}
+
+// TaskIDs are the full ids of svc's tasks (every state), for matching TaskLogs.
+func (d *Deployment) TaskIDs(ctx context.Context, svc string) ([]string, error) {
+	out, err := d.Manager().Docker(ctx, "service", "ps", "--quiet", "--no-trunc", d.Service(svc))
+	return strings.Fields(out), err
+}

@@ -1,0 +1,391 @@
+//go:build swarm
+
+// The tests of the stack on Docker Swarm (make e2e-swarm builds them with -tags swarm): they
+// need the swarm that `go run ./e2e/cmd/stack swarm` makes, and run on it only.
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/movies-microservices/e2e/stack"
+	"github.com/movies-microservices/e2e/swarm"
+)
+
+// needSwarm is the suite's swarm; any other stack fails the test: these tests are built only
+// for `make e2e-swarm`.
+func needSwarm(t *testing.T) swarmTarget {
+	t.Helper()
+	s, ok := suite.target.(swarmTarget)
+	if !ok {
+		t.Fatalf("built with -tags swarm, but the suite drives %s: run it with `make e2e-swarm`", describeTarget(suite.target))
+	}
+	return s
+}
+
+// underLoad runs act while two workers send the load of runLoad (writes and reads on both
+// services, the cast check across the mesh) through the gateway, and returns what the load saw.
+// The load is bounded in requests and stops when act returns.
+func underLoad(t *testing.T, s swarmTarget, act func() error) *loadResult {
+	t.Helper()
+	stop := make(chan struct{})
+	done := make(chan *loadResult)
+	go func() { done <- runLoad(s.URLs().Gateway, suiteTokens, 2, 100_000, stop) }()
+	time.Sleep(time.Second) // the load is going before the change starts
+	err := act()
+	close(stop)
+	res := <-done
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("load: %d requests, %d failed; %d casts and %d movies acknowledged", res.requests, len(res.failures), len(res.casts), len(res.movies))
+	if len(res.casts) == 0 || len(res.movies) == 0 {
+		t.Fatal("the load acknowledged no writes: it tested nothing")
+	}
+	return res
+}
+
+// noFailures fails t for each failed request of res, and checks every acknowledged write.
+func noFailures(t *testing.T, s swarmTarget, what string, res *loadResult) {
+	t.Helper()
+	if len(res.failures) > 0 {
+		t.Errorf("%d requests failed during %s:\n%s", len(res.failures), what, strings.Join(res.failures, "\n"))
+	}
+	checkAcknowledged(t, s.URLs().Gateway, res)
+}
+
+// settle waits, at the end of a test, until the stack is whole again for the next one.
+func settle(t *testing.T, s swarmTarget) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := s.WaitReady(ctx); err != nil {
+		t.Fatalf("the stack is not whole again: %v", err)
+	}
+}
+
+// routedToTasks checks that Traefik's servers of svc are exactly its running tasks' addresses.
+func routedToTasks(ctx context.Context, s swarmTarget, svc string, port string) error {
+	tasks, err := s.Tasks(ctx, svc)
+	if err != nil {
+		return err
+	}
+	var want []string
+	for _, task := range tasks {
+		want = append(want, "http://"+task.Addr+":"+port)
+	}
+	servers, err := s.Servers(ctx, plainClient, svc)
+	if err != nil {
+		return err
+	}
+	var got []string
+	for url, status := range servers {
+		if status == "UP" {
+			got = append(got, url)
+		}
+	}
+	slices.Sort(want)
+	slices.Sort(got)
+	if !slices.Equal(want, got) {
+		return fmt.Errorf("%s: Traefik's servers %v, the running tasks' addresses %v", svc, got, want)
+	}
+	return nil
+}
+
+var servicePorts = map[string]string{stack.ServiceCasts: "8001", stack.ServiceMovies: "8000"}
+
+// TestSwarmSpreadAndBalanced: each service's tasks run on at least two nodes, Traefik's
+// servers are exactly those tasks, and requests through the gateway reach every task.
+func TestSwarmSpreadAndBalanced(t *testing.T) {
+	s := needSwarm(t)
+	ctx := t.Context()
+	for _, svc := range []string{stack.ServiceCasts, stack.ServiceMovies} {
+		tasks, err := s.Tasks(ctx, svc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes := map[string]bool{}
+		for _, task := range tasks {
+			nodes[task.Node] = true
+		}
+		t.Logf("%s: %d tasks on nodes %v", svc, len(tasks), nodes)
+		if len(tasks) != swarm.Replicas || len(nodes) < 2 {
+			t.Errorf("%s: %d tasks on %d nodes, want %d on at least 2", svc, len(tasks), len(nodes), swarm.Replicas)
+		}
+		if err := routedToTasks(ctx, s, svc, servicePorts[svc]); err != nil {
+			t.Error(err)
+		}
+
+		// 40 reads with request ids of their own; each task's log must hold some of them.
+		prefix := unique("balance-" + svc)
+		for i := range 40 {
+			r := call(t, "GET", "/api/v1/"+svc+"?limit=1", "", "X-Request-Id", fmt.Sprintf("%s-%d", prefix, i))
+			mustStatus(t, "read "+svc, r, http.StatusOK)
+		}
+		waitFor(t, "every "+svc+" task's log to show some of the 40 reads", 15*time.Second, func() error {
+			byTask, err := s.TaskLogs(ctx, svc)
+			if err != nil {
+				return err
+			}
+			counts := map[string]int{}
+			for _, task := range tasks {
+				for _, line := range byTask[task.ID] {
+					if strings.Contains(line, prefix) {
+						counts[task.Node]++
+					}
+				}
+			}
+			total := 0
+			for _, n := range counts {
+				total += n
+			}
+			if len(counts) != len(tasks) || total != 40 {
+				return fmt.Errorf("reads served by node: %v (want all 40 over %d tasks)", counts, len(tasks))
+			}
+			t.Logf("%s: the 40 reads by node: %v", svc, counts)
+			return nil
+		})
+	}
+}
+
+// TestSwarmRollingUpdate updates each service to a new image tag under load: start-first, one
+// task at a time, not one failed request, and the new version's tasks serve at the end.
+func TestSwarmRollingUpdate(t *testing.T) {
+	s := needSwarm(t)
+	defer settle(t, s)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	defer cancel()
+	for _, svc := range []string{stack.ServiceCasts, stack.ServiceMovies} {
+		path := swarm.ServiceImage(svc, "2")
+		if err := s.NewImage(ctx, s.BuiltImage(svc), path, "LABEL org.opencontainers.image.version=2"); err != nil {
+			t.Fatal(err)
+		}
+		started := time.Now()
+		res := underLoad(t, s, func() error { return s.UpdateImage(ctx, svc, path) })
+		t.Logf("%s updated to %s in %s", svc, path, time.Since(started).Round(time.Second))
+		noFailures(t, s, "the rolling update of "+svc, res)
+
+		if state, err := s.UpdateState(ctx, svc); err != nil || state != "completed" {
+			t.Errorf("%s: update state %q (%v), want completed", svc, state, err)
+		}
+		tasks, err := s.Tasks(ctx, svc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, task := range tasks {
+			if !strings.HasPrefix(task.Image, s.Image(path)) {
+				t.Errorf("%s: task %s on %s runs %s, want %s", svc, task.ID, task.Node, task.Image, s.Image(path))
+			}
+		}
+		waitFor(t, "Traefik routing to the new tasks of "+svc, 30*time.Second, func() error {
+			return routedToTasks(ctx, s, svc, servicePorts[svc])
+		})
+	}
+}
+
+// TestSwarmFailedUpdateRollsBack updates casts to an image whose health check never passes:
+// Swarm rolls the update back by itself, the old tasks serve throughout, no request fails.
+func TestSwarmFailedUpdateRollsBack(t *testing.T) {
+	s := needSwarm(t)
+	defer settle(t, s)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	defer cancel()
+	svc := stack.ServiceCasts
+	before, err := s.SpecImage(ctx, svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := swarm.ServiceImage(svc, "broken")
+	if err := s.NewImage(ctx, s.BuiltImage(svc), path,
+		`HEALTHCHECK --interval=2s --timeout=1s --start-period=1s --retries=2 CMD ["/app/no-such-health-check"]`); err != nil {
+		t.Fatal(err)
+	}
+	var updateErr error
+	started := time.Now()
+	res := underLoad(t, s, func() error {
+		updateErr = s.UpdateImage(ctx, svc, path)
+		return nil
+	})
+	t.Logf("the update to %s ended after %s: %v", path, time.Since(started).Round(time.Second), swarm.FirstLine(fmt.Sprint(updateErr)))
+	noFailures(t, s, "the failed update of "+svc, res)
+	if updateErr == nil {
+		t.Error("the update to an image whose health check fails succeeded")
+	}
+	waitFor(t, "the rollback to end", 2*time.Minute, func() error {
+		state, err := s.UpdateState(ctx, svc)
+		if err != nil {
+			return err
+		}
+		if state != "rollback_completed" {
+			return fmt.Errorf("update state %q", state)
+		}
+		return nil
+	})
+	if after, err := s.SpecImage(ctx, svc); err != nil || after != before {
+		t.Errorf("after the rollback %s's image is %q (%v), want %q", svc, after, err, before)
+	}
+}
+
+// TestSwarmScale scales movies from 2 to 4 tasks and back under load: no failed request, and
+// Traefik routes to exactly the running tasks after each step.
+func TestSwarmScale(t *testing.T) {
+	s := needSwarm(t)
+	defer settle(t, s)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	defer cancel()
+	svc := stack.ServiceMovies
+	res := underLoad(t, s, func() error {
+		for _, n := range []int{4, swarm.Replicas} {
+			started := time.Now()
+			if err := s.Scale(ctx, svc, n); err != nil {
+				return err
+			}
+			if err := s.WaitRouted(ctx, 2*time.Minute, map[string]int{svc: n}); err != nil {
+				return err
+			}
+			if err := routedToTasks(ctx, s, svc, servicePorts[svc]); err != nil {
+				return err
+			}
+			t.Logf("%s scaled to %d, Traefik routing to each, in %s", svc, n, time.Since(started).Round(time.Second))
+			time.Sleep(3 * time.Second) // some load on each size
+		}
+		return nil
+	})
+	noFailures(t, s, "the scaling of "+svc, res)
+}
+
+// workerWithTasks is a worker running at least one task of casts or movies.
+func workerWithTasks(t *testing.T, s swarmTarget) swarm.Node {
+	t.Helper()
+	for _, n := range s.Nodes()[1:] {
+		for _, svc := range []string{stack.ServiceCasts, stack.ServiceMovies} {
+			tasks, err := s.Tasks(t.Context(), svc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if slices.ContainsFunc(tasks, func(task swarm.Task) bool { return task.Node == n.Name }) {
+				return n
+			}
+		}
+	}
+	t.Fatal("no worker runs a task of casts or movies")
+	return swarm.Node{}
+}
+
+// tasksOn counts the tasks of casts and movies on node.
+func tasksOn(t *testing.T, s swarmTarget, node string) int {
+	t.Helper()
+	count := 0
+	for _, svc := range []string{stack.ServiceCasts, stack.ServiceMovies} {
+		tasks, err := s.Tasks(t.Context(), svc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, task := range tasks {
+			if task.Node == node {
+				count++
+			}
+		}
+	}
+	return count
+}
+
+// nodeLoss runs lose (the worker's engine stopped, or its link cut) under load, measures the
+// seconds until casts and movies are whole again on the other nodes, then runs recover and
+// waits for the node to be back. At most one request per load worker may fail (one in flight
+// towards the lost node each); the test reports the count either way.
+func nodeLoss(t *testing.T, s swarmTarget, what string, lose, recover func(ctx context.Context, n swarm.Node) error) {
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	defer cancel()
+	n := workerWithTasks(t, s)
+	t.Logf("%s: %d tasks of casts and movies on it", n.Name, tasksOn(t, s, n.Name))
+	var whole time.Duration
+	res := underLoad(t, s, func() error {
+		started := time.Now()
+		if err := lose(ctx, n); err != nil {
+			return err
+		}
+		if err := s.WaitNode(ctx, 2*time.Minute, n.Name, "down"); err != nil {
+			return err
+		}
+		err := poll(ctx, 3*time.Minute, func() error {
+			for _, svc := range []string{stack.ServiceCasts, stack.ServiceMovies} {
+				tasks, err := s.Tasks(ctx, svc)
+				if err != nil {
+					return err
+				}
+				on := 0
+				for _, task := range tasks {
+					if task.Node != n.Name {
+						on++
+					}
+				}
+				if on != swarm.Replicas {
+					return fmt.Errorf("%s: %d tasks on the other nodes", svc, on)
+				}
+				if err := routedToTasks(ctx, s, svc, servicePorts[svc]); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		whole = time.Since(started)
+		return err
+	})
+	t.Logf("%s %s: casts and movies whole again on the other nodes after %.1f s; %d of %d requests failed",
+		what, n.Name, whole.Seconds(), len(res.failures), res.requests)
+	if len(res.failures) > 2 {
+		t.Errorf("%d requests failed, want at most 2 (one in flight per load worker):\n%s", len(res.failures), strings.Join(res.failures, "\n"))
+	} else if len(res.failures) > 0 {
+		t.Logf("the failed requests (in flight towards %s):\n%s", n.Name, strings.Join(res.failures, "\n"))
+	}
+	checkAcknowledged(t, s.URLs().Gateway, res)
+
+	started := time.Now()
+	if err := recover(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WaitNode(ctx, 3*time.Minute, n.Name, "ready"); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s ready again in the swarm after %.1f s", n.Name, time.Since(started).Seconds())
+	settle(t, s)
+}
+
+// poll calls check every 300 ms until it returns nil or timeout passes.
+func poll(ctx context.Context, timeout time.Duration, check func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("not within %s: %v", timeout, err)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// TestSwarmWorkerEngineStopped stops a worker's engine under load (SIGTERM, as `systemctl stop
+// docker`: its containers drain and stop); Swarm runs its tasks on the other nodes.
+func TestSwarmWorkerEngineStopped(t *testing.T) {
+	s := needSwarm(t)
+	nodeLoss(t, s, "engine stopped on",
+		func(ctx context.Context, n swarm.Node) error { return s.StopEngine(n) },
+		func(ctx context.Context, n swarm.Node) error { return s.StartEngine(ctx, n) })
+}
+
+// TestSwarmWorkerCutOff takes a worker's link down under load: Traefik's health checks take
+// its tasks out of rotation, Swarm runs them on the other nodes, and the node rejoins once its
+// link is back.
+func TestSwarmWorkerCutOff(t *testing.T) {
+	s := needSwarm(t)
+	nodeLoss(t, s, "link cut to", s.CutLink, s.RestoreLink)
+}
