@@ -43,7 +43,10 @@ func runSuite(m *testing.M) int {
 			fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
 			return 1
 		}
-		suite.target = swarmTarget{d}
+		if suite.target, err = newSwarmTarget(ctx, d); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
+			return 1
+		}
 		suite.gateway, suite.admin = d.URLs.Gateway, d.URLs.Admin
 	case os.Getenv(compose.EnvProject) != "":
 		root, err := stack.FindRepoRoot(".")

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/movies-microservices/e2e/stack"
@@ -16,14 +18,100 @@ import (
 // swarmTarget is the stack deployed on a swarm of three engines (package swarm, go run
 // ./e2e/cmd/stack swarm). A "replica" is a task; Swarm replaces a task that ends, so a killed
 // or stopped replica comes back as a new task, on whichever node Swarm picks.
-type swarmTarget struct{ *swarm.Deployment }
+type swarmTarget struct {
+	*swarm.Deployment
+	*swarmState
+}
+
+type swarmState struct {
+	mu sync.Mutex
+	// gone is the output of the tasks the target removed (scaled to 0), by service: Swarm
+	// removes a task's container with the task, and its log with it.
+	gone map[string]string
+	// casts and movies are each task's URL (swarm.ReplicaURLs), read again after each change.
+	casts, movies []string
+}
+
+func newSwarmTarget(ctx context.Context, d *swarm.Deployment) (swarmTarget, error) {
+	s := swarmTarget{d, &swarmState{gone: map[string]string{}}}
+	return s, s.refresh(ctx)
+}
+
+// refresh reads each task's URL again.
+func (s swarmTarget) refresh(ctx context.Context) error {
+	casts, err := s.ReplicaURLs(ctx, stack.ServiceCasts)
+	if err != nil {
+		return err
+	}
+	movies, err := s.ReplicaURLs(ctx, stack.ServiceMovies)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.casts, s.movies = casts, movies
+	s.mu.Unlock()
+	return nil
+}
+
+// URLs are the stack's, with a forward into each task's container as its replicas' URLs.
+func (s swarmTarget) URLs() stack.URLs {
+	u := s.State.URLs
+	s.mu.Lock()
+	u.Casts, u.Movies = slices.Clone(s.casts), slices.Clone(s.movies)
+	s.mu.Unlock()
+	return u
+}
+
+// Stop removes a sibling stack; the suite's own is removed by the command that made it.
+func (s swarmTarget) Stop() error {
+	if !s.IsSibling {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	return s.Down(ctx)
+}
+
+// Recreate removes the stack and deploys it again, with its volumes unless removeData.
+func (s swarmTarget) Recreate(ctx context.Context, removeData bool) error {
+	if err := s.Deployment.Recreate(ctx, removeData); err != nil {
+		return err
+	}
+	return s.refresh(ctx)
+}
+
+// siblings numbers the stacks the suite deploys beside its own (their ports).
+var siblings atomic.Int32
+
+// startSibling deploys a stack of the suite's images beside the suite's on the same swarm.
+func (s swarmTarget) startSibling(ctx context.Context, name string) (swarmTarget, error) {
+	d, err := s.Sibling(ctx, name, int(siblings.Add(1)))
+	if err != nil {
+		return swarmTarget{}, err
+	}
+	t, err := newSwarmTarget(ctx, d)
+	if err != nil {
+		d.Down(context.WithoutCancel(ctx)) //nolint:errcheck // the first error says more
+	}
+	return t, err
+}
+
+// Logs are every service's output, the tasks the target removed included.
+func (s swarmTarget) Logs(ctx context.Context) (map[string]string, error) {
+	logs, err := s.Deployment.Logs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for svc, text := range s.gone {
+		logs[svc] = text + logs[svc]
+	}
+	return logs, nil
+}
 
 func (s swarmTarget) Kind() string           { return "swarm" }
-func (s swarmTarget) URLs() stack.URLs       { return s.State.URLs }
 func (s swarmTarget) Secrets() stack.Secrets { return s.State.Secrets }
-
-// Stop is the stack command's: it removes the stack and the swarm after the suite.
-func (s swarmTarget) Stop() error { return nil }
 
 const swarmTimeout = 3 * time.Minute
 
@@ -35,8 +123,20 @@ func (s swarmTarget) replicas(name string) int {
 	return 1
 }
 
-// scale sets the replicas of services and waits until Swarm runs them.
+// scale sets the replicas of services and waits until Swarm runs them; the output of tasks it
+// removes is kept for Logs.
 func (s swarmTarget) scale(ctx context.Context, n int, services ...string) error {
+	if n == 0 {
+		logs, err := s.Deployment.Logs(ctx)
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		for _, svc := range services {
+			s.gone[svc] += logs[svc]
+		}
+		s.mu.Unlock()
+	}
 	for _, svc := range services {
 		if err := s.Scale(ctx, svc, n); err != nil {
 			return err
@@ -55,7 +155,10 @@ func (s swarmTarget) whole(ctx context.Context, routed ...string) error {
 	for _, svc := range routed {
 		want[svc] = s.replicas(svc)
 	}
-	return s.WaitRouted(ctx, swarmTimeout, want)
+	if err := s.WaitRouted(ctx, swarmTimeout, want); err != nil {
+		return err
+	}
+	return s.refresh(ctx)
 }
 
 func (s swarmTarget) StopService(name string) error {

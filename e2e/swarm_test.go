@@ -123,7 +123,8 @@ func TestSwarmSpreadAndBalanced(t *testing.T) {
 		}
 
 		// 40 reads with request ids of their own; each task's log must hold some of them.
-		prefix := unique("balance-" + svc)
+		// A request id the services take as it is: letters, digits and dashes.
+		prefix := strings.ReplaceAll(unique("balance-"+svc), " ", "-")
 		for i := range 40 {
 			r := call(t, "GET", "/api/v1/"+svc+"?limit=1", "", "X-Request-Id", fmt.Sprintf("%s-%d", prefix, i))
 			mustStatus(t, "read "+svc, r, http.StatusOK)

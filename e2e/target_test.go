@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/movies-microservices/e2e/compose"
 	"github.com/movies-microservices/e2e/stack"
+	"github.com/movies-microservices/e2e/swarm"
 )
 
 // target is the stack under test, which the fault tests act on: local processes (package stack)
@@ -70,7 +71,7 @@ type target interface {
 	// AccessLog is Traefik's access log (JSON lines, possibly among other lines).
 	AccessLog(ctx context.Context) ([]byte, error)
 
-	// Kind names the implementation, for messages: "processes" or "compose".
+	// Kind names the implementation, for messages: "processes", "compose" or "swarm".
 	Kind() string
 	// Stop takes the stack down, its data with it.
 	Stop() error
@@ -144,6 +145,12 @@ func startTarget(ctx context.Context, name string, replicas int) (target, error)
 	if err != nil {
 		return nil, err
 	}
+	if s, ok := suite.target.(swarmTarget); ok {
+		if replicas != swarm.Replicas {
+			return nil, fmt.Errorf("a stack on the swarm runs %d replicas of each service (stack.yaml), not %d", swarm.Replicas, replicas)
+		}
+		return s.startSibling(ctx, name)
+	}
 	if p, ok := suite.target.(composeTarget); ok {
 		proj, err := p.upSibling(ctx, root, name, replicas, os.Stderr)
 		if err != nil {
@@ -183,6 +190,9 @@ func startPersistentTarget(ctx context.Context, name string) (persistentTarget, 
 	root, err := stack.FindRepoRoot(".")
 	if err != nil {
 		return nil, err
+	}
+	if s, ok := suite.target.(swarmTarget); ok {
+		return s.startSibling(ctx, name)
 	}
 	if p, ok := suite.target.(composeTarget); ok {
 		proj, err := p.upSibling(ctx, root, name, 0, nil)

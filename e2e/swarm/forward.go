@@ -3,8 +3,12 @@ package swarm
 import (
 	"io"
 	"net"
+	"runtime"
+	"strconv"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // A forward listens on 127.0.0.1 and passes each connection on to an address on the cluster's
@@ -13,6 +17,8 @@ import (
 type forward struct {
 	ln     net.Listener
 	target string
+	dial   func(target string) (net.Conn, error)
+	svc    string // the service of a task's forward (ReplicaURLs)
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
@@ -24,10 +30,51 @@ func newForward(target string) (*forward, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &forward{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	f := &forward{ln: ln, target: target, conns: map[net.Conn]struct{}{},
+		dial: func(target string) (net.Conn, error) { return net.DialTimeout("tcp", target, 10*time.Second) }}
 	f.wg.Add(1)
 	go f.serve()
 	return f, nil
+}
+
+// newNetNSForward is a forward to target inside the network namespace of process pid: a task's
+// container, whose addresses are on overlay networks the host has no route to.
+func newNetNSForward(pid int, target string) (*forward, error) {
+	f, err := newForward(target)
+	if err != nil {
+		return nil, err
+	}
+	ns := "/proc/" + strconv.Itoa(pid) + "/ns/net"
+	f.dial = func(target string) (net.Conn, error) { return dialInNetNS(ns, target) }
+	return f, nil
+}
+
+// dialInNetNS connects to target from inside the network namespace at path ns: on a thread of
+// its own, locked and never unlocked, so that Go ends the thread (and its namespace) with the
+// goroutine; the socket stays in the namespace it was made in.
+func dialInNetNS(ns, target string) (net.Conn, error) {
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		fd, err := unix.Open(ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			done <- result{nil, err}
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			done <- result{nil, err}
+			return
+		}
+		c, err := net.DialTimeout("tcp", target, 10*time.Second)
+		done <- result{c, err}
+	}()
+	r := <-done
+	return r.c, r.err
 }
 
 // Addr is the forward's 127.0.0.1:port.
@@ -50,7 +97,7 @@ func (f *forward) serve() {
 func (f *forward) pass(c net.Conn) {
 	defer f.wg.Done()
 	defer c.Close()
-	t, err := net.DialTimeout("tcp", f.target, 10*time.Second)
+	t, err := f.dial(f.target)
 	if err != nil {
 		return
 	}

@@ -170,3 +170,58 @@ func (d *Deployment) TaskIDs(ctx context.Context, svc string) ([]string, error) 
 	out, err := d.Manager().Docker(ctx, "service", "ps", "--quiet", "--no-trunc", d.Service(svc))
 	return strings.Fields(out), err
 }
+
+// ServicePorts are where casts and movies listen inside their containers (stack.yaml).
+var ServicePorts = map[string]string{"casts": "8001", "movies": "8000"}
+
+// ReplicaURLs are a URL on 127.0.0.1 for each running task of svc, in Tasks' order: a forward
+// into the task's container, as Compose publishes each replica's port. A task's URL stays while
+// it runs; those of tasks gone are closed.
+func (d *Deployment) ReplicaURLs(ctx context.Context, svc string) ([]string, error) {
+	tasks, err := d.Tasks(ctx, svc)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.replicas == nil {
+		d.replicas = map[string]*forward{}
+	}
+	var urls []string
+	live := map[string]bool{}
+	for _, task := range tasks {
+		live[task.ID] = true
+		f, ok := d.replicas[task.ID]
+		if !ok {
+			n, err := d.NodeByName(task.Node)
+			if err != nil {
+				return nil, err
+			}
+			id, err := d.Manager().Docker(ctx, "inspect", "--format", "{{.Status.ContainerStatus.ContainerID}}", task.ID)
+			if err != nil {
+				return nil, err
+			}
+			out, err := n.Docker(ctx, "inspect", "--format", "{{.State.Pid}}", id)
+			if err != nil {
+				return nil, err
+			}
+			pid, err := strconv.Atoi(out)
+			if err != nil || pid == 0 {
+				return nil, fmt.Errorf("swarm: task %s of %s: no process (%q)", task.ID, svc, out)
+			}
+			if f, err = newNetNSForward(pid, "127.0.0.1:"+ServicePorts[svc]); err != nil {
+				return nil, err
+			}
+			f.svc = svc
+			d.replicas[task.ID] = f
+		}
+		urls = append(urls, "http://"+f.Addr())
+	}
+	for id, f := range d.replicas {
+		if f.svc == svc && !live[id] {
+			f.Close()
+			delete(d.replicas, id)
+		}
+	}
+	return urls, nil
+}

@@ -53,6 +53,16 @@ func runSwarm(ctx context.Context, args []string, getenv func(string) string, st
 		return fmt.Errorf("stack swarm: the host's Docker engine does not answer (%s): it builds the images", compose.FirstLine(string(out)))
 	}
 
+	// One swarm per machine: the bridge, namespaces and subnet have fixed names (swarm.Layout).
+	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "e2e-swarm.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("stack swarm: %w", err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return fmt.Errorf("stack swarm: another swarm run holds %s (one at a time on a machine): %w", lock.Name(), err)
+	}
+
 	signals := make(chan os.Signal, 4)
 	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(signals)
