@@ -267,5 +267,5 @@ func getJSONFrom(t *testing.T, url string, v any) {
 // providerOf names the Traefik provider that defines the routers and services of a stack:
 // the file provider for processes, the docker provider for Compose.
 func providerOf(s target) string {
-	return map[string]string{"processes": "file", "compose": "docker"}[s.Kind()]
+	return map[string]string{"processes": "file", "compose": "docker", "swarm": "swarm"}[s.Kind()]
 }

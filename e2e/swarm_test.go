@@ -215,9 +215,8 @@ func TestSwarmFailedUpdateRollsBack(t *testing.T) {
 	})
 	t.Logf("the update to %s ended after %s: %v", path, time.Since(started).Round(time.Second), swarm.FirstLine(fmt.Sprint(updateErr)))
 	noFailures(t, s, "the failed update of "+svc, res)
-	if updateErr == nil {
-		t.Error("the update to an image whose health check fails succeeded")
-	}
+	// `docker service update --detach=false` returns once the service has converged, also when
+	// that is the rollback (it may exit 0 then): the update's state says what happened.
 	waitFor(t, "the rollback to end", 2*time.Minute, func() error {
 		state, err := s.UpdateState(ctx, svc)
 		if err != nil {
