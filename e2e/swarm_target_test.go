@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/movies-microservices/e2e/compose"
 	"github.com/movies-microservices/e2e/stack"
 	"github.com/movies-microservices/e2e/swarm"
 )
@@ -24,7 +25,8 @@ type swarmTarget struct {
 }
 
 type swarmState struct {
-	mu sync.Mutex
+	refreshing sync.Mutex // one refresh at a time: each closes the forwards of tasks gone
+	mu         sync.Mutex
 	// gone is the output of the tasks the target removed (scaled to 0), by service: Swarm
 	// removes a task's container with the task, and its log with it.
 	gone map[string]string
@@ -39,6 +41,8 @@ func newSwarmTarget(ctx context.Context, d *swarm.Deployment) (swarmTarget, erro
 
 // refresh reads each task's URL again.
 func (s swarmTarget) refresh(ctx context.Context) error {
+	s.refreshing.Lock()
+	defer s.refreshing.Unlock()
 	casts, err := s.ReplicaURLs(ctx, stack.ServiceCasts)
 	if err != nil {
 		return err
@@ -161,8 +165,15 @@ func (s swarmTarget) whole(ctx context.Context, routed ...string) error {
 	return s.refresh(ctx)
 }
 
+// stopping is the context of the Stop methods, which the interface gives none.
+func stopping() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), swarmTimeout)
+}
+
 func (s swarmTarget) StopService(name string) error {
-	return s.scale(context.Background(), 0, name)
+	ctx, cancel := stopping()
+	defer cancel()
+	return s.scale(ctx, 0, name)
 }
 
 func (s swarmTarget) StartService(ctx context.Context, name string) error {
@@ -173,7 +184,9 @@ func (s swarmTarget) StartService(ctx context.Context, name string) error {
 }
 
 func (s swarmTarget) StopDatabases() error {
-	return s.scale(context.Background(), 0, stack.ServiceCasts+"-db", stack.ServiceMovies+"-db")
+	ctx, cancel := stopping()
+	defer cancel()
+	return s.scale(ctx, 0, stack.ServiceCasts+"-db", stack.ServiceMovies+"-db")
 }
 
 func (s swarmTarget) StartDatabases(ctx context.Context) error {
@@ -205,24 +218,13 @@ func (s swarmTarget) WaitReady(ctx context.Context) error {
 
 // task is the node and container of task i (in Tasks' order) of a service.
 func (s swarmTarget) task(ctx context.Context, name string, i int) (swarm.Node, string, error) {
-	tasks, err := s.Tasks(ctx, name)
-	if err != nil {
-		return swarm.Node{}, "", err
-	}
-	if i >= len(tasks) {
-		return swarm.Node{}, "", fmt.Errorf("%s has %d running tasks, no task %d", name, len(tasks), i)
-	}
-	n, err := s.NodeByName(tasks[i].Node)
-	if err != nil {
-		return swarm.Node{}, "", err
-	}
-	id, err := s.Manager().Docker(ctx, "inspect", "--format", "{{.Status.ContainerStatus.ContainerID}}", tasks[i].ID)
-	return n, id, err
+	return s.Container(ctx, name, i)
 }
 
 // KillReplica sends SIGKILL to task i's container, as a crash would; Swarm starts a new task.
 func (s swarmTarget) KillReplica(name string, i int) error {
-	ctx := context.Background()
+	ctx, cancel := stopping()
+	defer cancel()
 	n, id, err := s.task(ctx, name, i)
 	if err != nil {
 		return err
@@ -276,7 +278,7 @@ func (s swarmTarget) ReachDatabase(ctx context.Context, from, to string) error {
 		if err == nil {
 			return nil
 		}
-		errs = append(errs, fmt.Errorf("%s: %s", host, swarm.FirstLine(out+" "+err.Error())))
+		errs = append(errs, fmt.Errorf("%s: %s", host, compose.FirstLine(out+" "+err.Error())))
 	}
 	return errors.Join(errs...)
 }
@@ -308,7 +310,9 @@ func (s swarmTarget) Token(ctx context.Context, scope string) (string, error) {
 }
 
 func (s swarmTarget) StopProvider() error {
-	return s.scale(context.Background(), 0, swarm.ServiceHydra)
+	ctx, cancel := stopping()
+	defer cancel()
+	return s.scale(ctx, 0, swarm.ServiceHydra)
 }
 
 func (s swarmTarget) StartProvider(ctx context.Context) error {
@@ -344,7 +348,9 @@ func (s swarmTarget) RotateSigningKey(ctx context.Context) (string, error) {
 }
 
 func (s swarmTarget) StopTraceBackend() error {
-	return s.scale(context.Background(), 0, swarm.ServiceJaeger)
+	ctx, cancel := stopping()
+	defer cancel()
+	return s.scale(ctx, 0, swarm.ServiceJaeger)
 }
 
 func (s swarmTarget) StartTraceBackend(ctx context.Context) error {

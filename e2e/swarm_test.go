@@ -11,9 +11,11 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/movies-microservices/e2e/compose"
 	"github.com/movies-microservices/e2e/stack"
 	"github.com/movies-microservices/e2e/swarm"
 )
@@ -98,8 +100,6 @@ func routedToTasks(ctx context.Context, s swarmTarget, svc string, port string) 
 	return nil
 }
 
-var servicePorts = map[string]string{stack.ServiceCasts: "8001", stack.ServiceMovies: "8000"}
-
 // TestSwarmSpreadAndBalanced: each service's tasks run on at least two nodes, Traefik's
 // servers are exactly those tasks, and requests through the gateway reach every task.
 func TestSwarmSpreadAndBalanced(t *testing.T) {
@@ -118,7 +118,7 @@ func TestSwarmSpreadAndBalanced(t *testing.T) {
 		if len(tasks) != swarm.Replicas || len(nodes) < 2 {
 			t.Errorf("%s: %d tasks on %d nodes, want %d on at least 2", svc, len(tasks), len(nodes), swarm.Replicas)
 		}
-		if err := routedToTasks(ctx, s, svc, servicePorts[svc]); err != nil {
+		if err := routedToTasks(ctx, s, svc, swarm.ServicePorts[svc]); err != nil {
 			t.Error(err)
 		}
 
@@ -134,11 +134,11 @@ func TestSwarmSpreadAndBalanced(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			counts := map[string]int{}
+			counts := map[string]int{} // by task: its id, then its node
 			for _, task := range tasks {
 				for _, line := range byTask[task.ID] {
 					if strings.Contains(line, prefix) {
-						counts[task.Node]++
+						counts[task.ID[:12]+"@"+task.Node]++
 					}
 				}
 			}
@@ -149,7 +149,7 @@ func TestSwarmSpreadAndBalanced(t *testing.T) {
 			if len(counts) != len(tasks) || total != 40 {
 				return fmt.Errorf("reads served by node: %v (want all 40 over %d tasks)", counts, len(tasks))
 			}
-			t.Logf("%s: the 40 reads by node: %v", svc, counts)
+			t.Logf("%s: the 40 reads by task: %v", svc, counts)
 			return nil
 		})
 	}
@@ -185,7 +185,7 @@ func TestSwarmRollingUpdate(t *testing.T) {
 			}
 		}
 		waitFor(t, "Traefik routing to the new tasks of "+svc, 30*time.Second, func() error {
-			return routedToTasks(ctx, s, svc, servicePorts[svc])
+			return routedToTasks(ctx, s, svc, swarm.ServicePorts[svc])
 		})
 	}
 }
@@ -213,7 +213,7 @@ func TestSwarmFailedUpdateRollsBack(t *testing.T) {
 		updateErr = s.UpdateImage(ctx, svc, path)
 		return nil
 	})
-	t.Logf("the update to %s ended after %s: %v", path, time.Since(started).Round(time.Second), swarm.FirstLine(fmt.Sprint(updateErr)))
+	t.Logf("the update to %s ended after %s: %v", path, time.Since(started).Round(time.Second), compose.FirstLine(fmt.Sprint(updateErr)))
 	noFailures(t, s, "the failed update of "+svc, res)
 	// `docker service update --detach=false` returns once the service has converged, also when
 	// that is the rollback (it may exit 0 then): the update's state says what happened.
@@ -249,7 +249,7 @@ func TestSwarmScale(t *testing.T) {
 			if err := s.WaitRouted(ctx, 2*time.Minute, map[string]int{svc: n}); err != nil {
 				return err
 			}
-			if err := routedToTasks(ctx, s, svc, servicePorts[svc]); err != nil {
+			if err := routedToTasks(ctx, s, svc, swarm.ServicePorts[svc]); err != nil {
 				return err
 			}
 			t.Logf("%s scaled to %d, Traefik routing to each, in %s", svc, n, time.Since(started).Round(time.Second))
@@ -306,15 +306,28 @@ func nodeLoss(t *testing.T, s swarmTarget, what string, lose, recover func(ctx c
 	n := workerWithTasks(t, s)
 	t.Logf("%s: %d tasks of casts and movies on it", n.Name, tasksOn(t, s, n.Name))
 	var whole time.Duration
+	var recovered sync.Once
+	recoverNode := func() error {
+		var err error
+		recovered.Do(func() { err = recover(context.WithoutCancel(ctx), n) })
+		return err
+	}
 	res := underLoad(t, s, func() error {
 		started := time.Now()
 		if err := lose(ctx, n); err != nil {
 			return err
 		}
+		// Whatever happens next, the node comes back before the next test.
+		t.Cleanup(func() {
+			if err := recoverNode(); err != nil {
+				t.Errorf("bring %s back: %v", n.Name, err)
+			}
+		})
 		if err := s.WaitNode(ctx, 2*time.Minute, n.Name, "down"); err != nil {
 			return err
 		}
-		err := poll(ctx, 3*time.Minute, func() error {
+		// Not waitFor: its t.Fatal would leave the load running.
+		err := stack.Poll(ctx, 3*time.Minute, 300*time.Millisecond, "casts and movies whole on the other nodes", func() error {
 			for _, svc := range []string{stack.ServiceCasts, stack.ServiceMovies} {
 				tasks, err := s.Tasks(ctx, svc)
 				if err != nil {
@@ -329,7 +342,7 @@ func nodeLoss(t *testing.T, s swarmTarget, what string, lose, recover func(ctx c
 				if on != swarm.Replicas {
 					return fmt.Errorf("%s: %d tasks on the other nodes", svc, on)
 				}
-				if err := routedToTasks(ctx, s, svc, servicePorts[svc]); err != nil {
+				if err := routedToTasks(ctx, s, svc, swarm.ServicePorts[svc]); err != nil {
 					return err
 				}
 			}
@@ -348,7 +361,7 @@ func nodeLoss(t *testing.T, s swarmTarget, what string, lose, recover func(ctx c
 	checkAcknowledged(t, s.URLs().Gateway, res)
 
 	started := time.Now()
-	if err := recover(ctx, n); err != nil {
+	if err := recoverNode(); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.WaitNode(ctx, 3*time.Minute, n.Name, "ready"); err != nil {
@@ -356,21 +369,6 @@ func nodeLoss(t *testing.T, s swarmTarget, what string, lose, recover func(ctx c
 	}
 	t.Logf("%s ready again in the swarm after %.1f s", n.Name, time.Since(started).Seconds())
 	settle(t, s)
-}
-
-// poll calls check every 300 ms until it returns nil or timeout passes.
-func poll(ctx context.Context, timeout time.Duration, check func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("not within %s: %v", timeout, err)
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
 }
 
 // TestSwarmWorkerEngineStopped stops a worker's engine under load (SIGTERM, as `systemctl stop

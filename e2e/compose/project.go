@@ -598,7 +598,7 @@ func (p *Project) waitRouted(ctx context.Context, services ...string) error {
 	client := &http.Client{Timeout: 2 * time.Second}
 	for _, svc := range services {
 		err := poll(ctx, p.opts.ReadyTimeout, fmt.Sprintf("Traefik routing to %d %s server(s)", p.replicas(svc), svc), func() error {
-			return serversUp(ctx, client, admin, svc+"@docker", p.replicas(svc))
+			return ServersUp(ctx, client, admin, svc+"@docker", p.replicas(svc))
 		})
 		if err != nil {
 			return fmt.Errorf("%w\n%s", err, p.describe(ctx))
@@ -642,8 +642,8 @@ func (p *Project) waitHealthy(ctx context.Context, containers []string) error {
 	return nil
 }
 
-// serversUp checks that Traefik's service name has want servers, each UP.
-func serversUp(ctx context.Context, client *http.Client, admin, name string, want int) error {
+// ServersUp checks that Traefik's service name has want servers, each UP.
+func ServersUp(ctx context.Context, client *http.Client, admin, name string, want int) error {
 	var svc struct {
 		ServerStatus map[string]string `json:"serverStatus"`
 	}
@@ -662,22 +662,12 @@ func serversUp(ctx context.Context, client *http.Client, admin, name string, wan
 	return nil
 }
 
-// poll calls check every 200 ms until it returns nil, ctx ends or timeout passes; the error
-// names what was awaited and the last failure.
+// poll waits with stack.Poll, every 200 ms.
 func poll(ctx context.Context, timeout time.Duration, what string, check func() error) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	for {
-		err := check()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("compose: waiting for %s: %w (last: %v)", what, ctx.Err(), err)
-		case <-time.After(200 * time.Millisecond):
-		}
+	if err := stack.Poll(ctx, timeout, 200*time.Millisecond, what, check); err != nil {
+		return fmt.Errorf("compose: %w", err)
 	}
+	return nil
 }
 
 // Logs are every container's output by service (replicas interleaved, each line prefixed with

@@ -123,10 +123,11 @@ func TestStackMatchesCompose(t *testing.T) {
 	if diff := cmp.Diff(fromCompose, fromStack); diff != "" {
 		t.Errorf("Traefik's flags besides the provider differ (-compose +stack):\n%s", diff)
 	}
-	// No password in the stack file: every one is a secret.
+	// No password or client secret in the stack file: every one is a Swarm secret.
 	for name, svc := range services {
 		for k, v := range svc.Environment {
-			if strings.Contains(k, "PASSWORD") && !strings.HasSuffix(k, "_FILE") || strings.Contains(v, "${") && strings.Contains(v, "PASSWORD") {
+			secretish := strings.Contains(k, "PASSWORD") || strings.Contains(k, "SECRET")
+			if secretish && !strings.HasSuffix(k, "_FILE") || strings.Contains(v, "${") && (strings.Contains(v, "PASSWORD") || strings.Contains(v, "SECRET")) {
 				t.Errorf("%s: %s=%s: passwords come from secrets (*_FILE)", name, k, v)
 			}
 		}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/movies-microservices/e2e/compose"
 )
 
 // A cluster is a swarm of engines on this one machine, each node a dockerd of its own in a
@@ -48,18 +50,9 @@ func (n Node) DockerOutput(ctx context.Context, args ...string) (string, error) 
 	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return string(out), fmt.Errorf("swarm: %s: docker %s: %w: %s", n.Name, strings.Join(args, " "), err, FirstLine(string(out)))
+		return string(out), fmt.Errorf("swarm: %s: docker %s: %w: %s", n.Name, strings.Join(args, " "), err, compose.FirstLine(string(out)))
 	}
 	return string(out), nil
-}
-
-// FirstLine is s trimmed, up to its first line break.
-func FirstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
-	return s
 }
 
 // DockerInput is Docker with stdin as the command's standard input.
@@ -196,6 +189,9 @@ func (l Layout) StartEngine(ctx context.Context, n Node) error {
 		"--host", "unix://" + n.Socket, "--pidfile", n.pidFile(), "--cgroup-parent", l.Prefix + "-" + n.Name,
 		// The registry is plain HTTP on node 1; a team's registry would have TLS.
 		"--insecure-registry", l.RegistryAddr(),
+		// Namespaces of its own in containerd, should the engine find a system containerd to
+		// share: its containers are then its own, and go when it does.
+		"--containerd-namespace", l.Prefix + "-" + n.Name, "--containerd-plugins-namespace", l.Prefix + "-" + n.Name + "-plugins",
 		"--shutdown-timeout", "30"}
 	cmd := exec.Command("nsenter", args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -205,6 +201,11 @@ func (l Layout) StartEngine(ctx context.Context, n Node) error {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
+	// An engine that does not answer is stopped again: it may not have written its pid file yet.
+	stop := func(err error) error {
+		cmd.Process.Kill() //nolint:errcheck // it may have exited
+		return err
+	}
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		if _, err := n.Docker(ctx, "version", "--format", "{{.Server.Version}}"); err == nil {
@@ -214,11 +215,11 @@ func (l Layout) StartEngine(ctx context.Context, n Node) error {
 		case err := <-exited:
 			return fmt.Errorf("swarm: %s's engine exited (%v); its log %s:\n%s", n.Name, err, n.LogFile(), tail(n.LogFile(), 10))
 		case <-ctx.Done():
-			return ctx.Err()
+			return stop(ctx.Err())
 		case <-time.After(300 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("swarm: %s's engine does not answer on %s; its log:\n%s", n.Name, n.Socket, tail(n.LogFile(), 10))
+			return stop(fmt.Errorf("swarm: %s's engine does not answer on %s; its log:\n%s", n.Name, n.Socket, tail(n.LogFile(), 10)))
 		}
 	}
 }
@@ -250,13 +251,15 @@ func (l Layout) RestoreLink(ctx context.Context, n Node) error {
 // the forward rule and Dir, whatever of them exists: after a run, or one that was killed.
 func (l Layout) RemoveCluster(ctx context.Context) error {
 	var errs []error
+	// Only processes that are still ours: a pid file left by a killed run may name a pid that
+	// another process has since been given.
 	pids := map[int]string{}
 	for _, n := range l.AllNodes() {
-		if pid, err := readPID(n.pidFile()); err == nil {
+		if pid, err := readPID(n.pidFile()); err == nil && cmdlineHas(pid, "dockerd", n.Socket) {
 			pids[pid] = n.Name + "'s engine"
 		}
 	}
-	if pid, err := readPID(filepath.Join(l.Dir, "registry.pid")); err == nil {
+	if pid, err := readPID(filepath.Join(l.Dir, "registry.pid")); err == nil && cmdlineHas(pid, "registry", "serve") {
 		pids[pid] = "the registry"
 	}
 	for pid := range pids {
@@ -314,6 +317,29 @@ func (l Layout) RemoveCluster(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// cmdlineHas tells whether process pid's command line has every one of words among its
+// arguments (the first one a program's base name).
+func cmdlineHas(pid int, words ...string) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil {
+		return false
+	}
+	args := strings.Split(string(b), "\x00")
+	for _, w := range words {
+		found := false
+		for _, a := range args {
+			if a == w || filepath.Base(a) == w || strings.HasSuffix(a, w) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
 func exists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
@@ -354,6 +380,5 @@ func tail(file string, n int) string {
 	if err != nil {
 		return err.Error()
 	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+	return lastLines(strings.TrimRight(string(b), "\n"), n)
 }

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/movies-microservices/e2e/compose"
 	"github.com/movies-microservices/e2e/stack"
 	"go.yaml.in/yaml/v3"
 )
@@ -230,7 +231,7 @@ func (d *Deployment) deployStack(ctx context.Context) error {
 	d.Files = append(slices.DeleteFunc(d.Files, func(f string) bool { return strings.HasSuffix(f, ".e2e.yaml") }), override)
 	d.Env = []string{"STACK=" + d.Stack, "REGISTRY=" + d.Layout.RegistryAddr(), "DOCKER_SOCKET=" + d.Manager().Socket,
 		"CASTS_LOG_LEVEL=" + d.LogLevel, "MOVIES_LOG_LEVEL=" + d.LogLevel, "GATEWAY_LOG_LEVEL=INFO",
-		"WEB_PORT=" + strconv.Itoa(p.Web), "DASHBOARD_PORT=" + strconv.Itoa(p.Dashboard), "JAEGER_UI_PORT=" + strconv.Itoa(p.Jaeger)}
+		"WEB_PORT=" + strconv.Itoa(p.Web)}
 	if err := d.makeSecrets(ctx); err != nil {
 		return err
 	}
@@ -390,6 +391,7 @@ func (d *Deployment) startRegistry(ctx context.Context, root string) error {
 	d.registry = cmd
 	go cmd.Wait() //nolint:errcheck // RemoveCluster stops it by its pid file
 	if err := os.WriteFile(filepath.Join(d.Layout.Dir, "registry.pid"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o600); err != nil {
+		cmd.Process.Kill() //nolint:errcheck // without its pid file nothing else would stop it
 		return fmt.Errorf("swarm: %w", err)
 	}
 	client := &http.Client{Timeout: 2 * time.Second}
@@ -538,20 +540,7 @@ func (d *Deployment) WaitRouted(ctx context.Context, timeout time.Duration, want
 	client := &http.Client{Timeout: 2 * time.Second}
 	for svc, n := range want {
 		err := poll(ctx, timeout, fmt.Sprintf("Traefik routing to %d %s server(s)", n, svc), func() error {
-			servers, err := d.Servers(ctx, client, svc)
-			if err != nil {
-				return err
-			}
-			up := 0
-			for _, status := range servers {
-				if status == "UP" {
-					up++
-				}
-			}
-			if up != n || len(servers) != n {
-				return fmt.Errorf("servers %v", servers)
-			}
-			return nil
+			return compose.ServersUp(ctx, client, d.URLs.Admin, svc+"@swarm", n)
 		})
 		if err != nil {
 			return fmt.Errorf("%w\n%s", err, d.Describe(ctx))
@@ -642,21 +631,12 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
-// poll calls check every 300 ms until it returns nil, ctx ends or timeout passes.
+// poll waits with stack.Poll, every 300 ms.
 func poll(ctx context.Context, timeout time.Duration, what string, check func() error) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	for {
-		err := check()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("swarm: waiting for %s: %w (last: %v)", what, ctx.Err(), err)
-		case <-time.After(300 * time.Millisecond):
-		}
+	if err := stack.Poll(ctx, timeout, 300*time.Millisecond, what, check); err != nil {
+		return fmt.Errorf("swarm: %w", err)
 	}
+	return nil
 }
 
 // WriteState writes what Attach needs to a file of Dir, readable by its owner only, and

@@ -19,40 +19,48 @@ type forward struct {
 	target string
 	dial   func(target string) (net.Conn, error)
 	svc    string // the service of a task's forward (ReplicaURLs)
+	closer func() // run by Close, if set
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
+	closed bool // set by Close: connections made after are closed at once
 }
 
 // newForward listens on a free port of 127.0.0.1 for target (host:port).
 func newForward(target string) (*forward, error) {
+	return startForward(target, func(target string) (net.Conn, error) { return net.DialTimeout("tcp", target, 10*time.Second) }, nil)
+}
+
+func startForward(target string, dial func(string) (net.Conn, error), closer func()) (*forward, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	f := &forward{ln: ln, target: target, conns: map[net.Conn]struct{}{},
-		dial: func(target string) (net.Conn, error) { return net.DialTimeout("tcp", target, 10*time.Second) }}
+	f := &forward{ln: ln, target: target, dial: dial, closer: closer, conns: map[net.Conn]struct{}{}}
 	f.wg.Add(1)
 	go f.serve()
 	return f, nil
 }
 
 // newNetNSForward is a forward to target inside the network namespace of process pid: a task's
-// container, whose addresses are on overlay networks the host has no route to.
+// container, whose addresses are on overlay networks the host has no route to. The namespace is
+// opened once, here, so that a later process of the same pid cannot stand in for it.
 func newNetNSForward(pid int, target string) (*forward, error) {
-	f, err := newForward(target)
+	fd, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
-	ns := "/proc/" + strconv.Itoa(pid) + "/ns/net"
-	f.dial = func(target string) (net.Conn, error) { return dialInNetNS(ns, target) }
-	return f, nil
+	f, err := startForward(target, func(target string) (net.Conn, error) { return dialInNetNS(fd, target) }, func() { unix.Close(fd) })
+	if err != nil {
+		unix.Close(fd)
+	}
+	return f, err
 }
 
-// dialInNetNS connects to target from inside the network namespace at path ns: on a thread of
-// its own, locked and never unlocked, so that Go ends the thread (and its namespace) with the
-// goroutine; the socket stays in the namespace it was made in.
-func dialInNetNS(ns, target string) (net.Conn, error) {
+// dialInNetNS connects to target from inside the network namespace fd: on a thread of its own,
+// locked and never unlocked, so that Go ends the thread (and its namespace) with the goroutine;
+// the socket stays in the namespace it was made in.
+func dialInNetNS(fd int, target string) (net.Conn, error) {
 	type result struct {
 		c   net.Conn
 		err error
@@ -60,12 +68,6 @@ func dialInNetNS(ns, target string) (net.Conn, error) {
 	done := make(chan result, 1)
 	go func() {
 		runtime.LockOSThread()
-		fd, err := unix.Open(ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			done <- result{nil, err}
-			return
-		}
-		defer unix.Close(fd)
 		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
 			done <- result{nil, err}
 			return
@@ -102,7 +104,9 @@ func (f *forward) pass(c net.Conn) {
 		return
 	}
 	defer t.Close()
-	f.track(c, t, true)
+	if !f.track(c, t, true) {
+		return // closed meanwhile
+	}
 	defer f.track(c, t, false)
 	done := make(chan struct{}, 2)
 	copyHalf := func(dst, src net.Conn) {
@@ -118,24 +122,32 @@ func (f *forward) pass(c net.Conn) {
 	<-done
 }
 
-func (f *forward) track(c, t net.Conn, add bool) {
+func (f *forward) track(c, t net.Conn, add bool) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if add {
+	switch {
+	case add && f.closed:
+		return false
+	case add:
 		f.conns[c], f.conns[t] = struct{}{}, struct{}{}
-	} else {
+	default:
 		delete(f.conns, c)
 		delete(f.conns, t)
 	}
+	return true
 }
 
 // Close stops listening and ends every connection.
 func (f *forward) Close() {
 	f.ln.Close()
 	f.mu.Lock()
+	f.closed = true
 	for c := range f.conns {
 		c.Close()
 	}
 	f.mu.Unlock()
 	f.wg.Wait()
+	if f.closer != nil {
+		f.closer()
+	}
 }

@@ -107,20 +107,20 @@ func (d *Deployment) RestoreLink(ctx context.Context, n Node) error {
 	return d.Layout.RestoreLink(ctx, n)
 }
 
-// Container is the node and container id of a running task of svc (the first, by node).
-func (d *Deployment) Container(ctx context.Context, svc string) (Node, string, error) {
+// Container is the node and container id of running task i (in Tasks' order) of svc.
+func (d *Deployment) Container(ctx context.Context, svc string, i int) (Node, string, error) {
 	tasks, err := d.Tasks(ctx, svc)
 	if err != nil {
 		return Node{}, "", err
 	}
-	if len(tasks) == 0 {
-		return Node{}, "", fmt.Errorf("swarm: %s has no running task", svc)
+	if i >= len(tasks) {
+		return Node{}, "", fmt.Errorf("swarm: %s has %d running tasks, no task %d", svc, len(tasks), i)
 	}
-	n, err := d.NodeByName(tasks[0].Node)
+	n, err := d.NodeByName(tasks[i].Node)
 	if err != nil {
 		return Node{}, "", err
 	}
-	id, err := d.Manager().Docker(ctx, "inspect", "--format", "{{.Status.ContainerStatus.ContainerID}}", tasks[0].ID)
+	id, err := d.Manager().Docker(ctx, "inspect", "--format", "{{.Status.ContainerStatus.ContainerID}}", tasks[i].ID)
 	return n, id, err
 }
 

@@ -55,34 +55,12 @@ func runCompose(ctx context.Context, args []string, getenv func(string) string, 
 	defer signal.Stop(signals)
 
 	opts := compose.Options{RepoRoot: root, Name: *name, Build: true, LogLevel: "warn", Progress: stderr}
-	switch *images {
-	case "official":
-	case "standins":
-		opts.Overrides = []string{compose.StandinsFile}
-	case "auto":
-		missing, err := officialImagesMissing(ctx, root, stderr)
-		if err != nil {
-			return err
-		}
-		if missing != "" {
-			fmt.Fprintf(stderr, "stack compose: %s; using stand-ins made offline (e2e/compose/standins.sh)\n", missing)
-			opts.Overrides = []string{compose.StandinsFile}
-		}
-	default:
-		return fmt.Errorf("stack compose: -images %q: want official, standins or auto", *images)
+	standins, err := standinsWanted(ctx, root, *images, "compose", stderr)
+	if err != nil {
+		return err
 	}
-	if opts.Overrides != nil {
-		// The stand-in Traefik, Hydra and Jaeger images are bin/traefik, bin/hydra and bin/jaeger.
-		cmd := exec.CommandContext(ctx, "make", "--no-print-directory", "-C", root, "traefik", "hydra", "jaeger")
-		cmd.Stdout, cmd.Stderr = stderr, stderr
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("stack compose: make traefik hydra jaeger: %w", err)
-		}
-		cmd = exec.CommandContext(ctx, "bash", filepath.Join(root, "e2e", "compose", "standins.sh"))
-		cmd.Stdout, cmd.Stderr = stderr, stderr
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("stack compose: make the stand-in images: %w", err)
-		}
+	if standins {
+		opts.Overrides = []string{compose.StandinsFile}
 		fmt.Fprintf(stderr, "stack compose: images: stand-ins (%s)\n", compose.StandinsFile)
 	} else {
 		fmt.Fprintln(stderr, "stack compose: images: the official ones, as compose.yaml and the Dockerfiles name them")
@@ -114,6 +92,39 @@ func runCompose(ctx context.Context, args []string, getenv func(string) string, 
 		fmt.Fprintf(stderr, "stack compose: removed projects left behind: %v %v\n", left, err)
 	}
 	return exitCode(code)
+}
+
+// standinsWanted decides, for -images mode (official, standins or auto), whether the stack runs
+// on the stand-in images, and if so makes them (e2e/compose/standins.sh, after bin/traefik,
+// bin/hydra and bin/jaeger, which three of them are). who names the command in messages.
+func standinsWanted(ctx context.Context, root, mode, who string, stderr io.Writer) (bool, error) {
+	switch mode {
+	case "official":
+		return false, nil
+	case "standins":
+	case "auto":
+		missing, err := officialImagesMissing(ctx, root, stderr)
+		if err != nil {
+			return false, err
+		}
+		if missing == "" {
+			return false, nil
+		}
+		fmt.Fprintf(stderr, "stack %s: %s; using stand-ins made offline (e2e/compose/standins.sh)\n", who, missing)
+	default:
+		return false, fmt.Errorf("stack %s: -images %q: want official, standins or auto", who, mode)
+	}
+	cmd := exec.CommandContext(ctx, "make", "--no-print-directory", "-C", root, "traefik", "hydra", "jaeger")
+	cmd.Stdout, cmd.Stderr = stderr, stderr
+	if err := cmd.Run(); err != nil {
+		return false, fmt.Errorf("stack %s: make traefik hydra jaeger: %w", who, err)
+	}
+	cmd = exec.CommandContext(ctx, "bash", filepath.Join(root, "e2e", "compose", "standins.sh"))
+	cmd.Stdout, cmd.Stderr = stderr, stderr
+	if err := cmd.Run(); err != nil {
+		return false, fmt.Errorf("stack %s: make the stand-in images: %w", who, err)
+	}
+	return true, nil
 }
 
 func envOr(getenv func(string) string, key, fallback string) string {

@@ -50,16 +50,17 @@ commands:
         images where the engine has or can pull them, else stand-ins made offline
         by e2e/compose/standins.sh (e2e/compose/standins.yaml); it says which.
 
-  swarm [-images auto|official|standins] [-stack NAME] -- COMMAND [ARGS...]
+  swarm [-stack NAME] -- COMMAND [ARGS...]
         Make a swarm of three Docker engines on this machine (each dockerd in a
         network namespace of its own, joined by a bridge; as root), run the
         registry (bin/registry) on its first node, build the images with the
-        host's engine and push them there, deploy e2e/swarm/stack.yaml (default
-        name movies-microservices-e2e), and run COMMAND with E2E_SWARM_STATE and
-        the E2E_* variables that point the e2e suite at it (the gateway and the
-        dashboard forwarded to 127.0.0.1); then remove the stack, the engines and
-        their data, also on failure or Ctrl-C. Exits with COMMAND's exit code.
-        -images as for compose (E2E_SWARM_IMAGES).
+        host's engine and push them there with the stand-in images (the nodes
+        reach no other registry), deploy e2e/swarm/stack.yaml (default name
+        movies-microservices-e2e), and run COMMAND with E2E_SWARM_STATE and the
+        E2E_* variables that point the e2e suite at it (the gateway, dashboard,
+        mesh and Jaeger forwarded to 127.0.0.1); then remove the stack, the
+        engines and their data, also on failure or Ctrl-C. One at a time per
+        machine. Exits with COMMAND's exit code.
 `
 
 func main() {

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"syscall"
 	"time"
 
@@ -17,16 +18,25 @@ import (
 	"github.com/movies-microservices/e2e/swarm"
 )
 
+// stackName is what -stack takes: it names the stack, its directory and its secrets.
+var stackName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,40}$`)
+
+// lockFile is held by the run that has the swarm: its bridge, namespaces and subnet have fixed
+// names (swarm.Layout), so there is one per machine, whatever TMPDIR says.
+const lockFile = "/run/lock/movies-microservices-e2e-swarm.lock"
+
 // runSwarm runs a command against a throwaway three-node swarm running stack.yaml, which it
 // always removes, with the engines and their data: after the command ends, and on SIGINT or
 // SIGTERM, which it passes on to the command first.
 func runSwarm(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("swarm", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	images := fs.String("images", envOr(getenv, "E2E_SWARM_IMAGES", "auto"), "`which` images: official, standins, or auto (official where the host's engine has or can pull them)")
-	name := fs.String("stack", "movies-microservices-e2e", "the stack's `name`")
+	name := fs.String("stack", "movies-microservices-e2e", "the stack's `name` (lower case letters, digits, dashes)")
 	if err := fs.Parse(args); err != nil {
 		return exitCode(2)
+	}
+	if !stackName.MatchString(*name) {
+		return fmt.Errorf("stack swarm: -stack %q: want lower case letters, digits and dashes", *name)
 	}
 	command := fs.Args()
 	if len(command) == 0 {
@@ -54,7 +64,10 @@ func runSwarm(ctx context.Context, args []string, getenv func(string) string, st
 	}
 
 	// One swarm per machine: the bridge, namespaces and subnet have fixed names (swarm.Layout).
-	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "e2e-swarm.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err := os.MkdirAll(filepath.Dir(lockFile), 0o755); err != nil {
+		return fmt.Errorf("stack swarm: %w", err)
+	}
+	lock, err := os.OpenFile(lockFile, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return fmt.Errorf("stack swarm: %w", err)
 	}
@@ -67,40 +80,17 @@ func runSwarm(ctx context.Context, args []string, getenv func(string) string, st
 	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(signals)
 
-	standins := false
-	switch *images {
-	case "official":
-	case "standins":
-		standins = true
-	case "auto":
-		missing, err := officialImagesMissing(ctx, root, stderr)
-		if err != nil {
-			return err
-		}
-		if missing != "" {
-			fmt.Fprintf(stderr, "stack swarm: %s; using stand-ins made offline (e2e/compose/standins.sh)\n", missing)
-			standins = true
-		}
-	default:
-		return fmt.Errorf("stack swarm: -images %q: want official, standins or auto", *images)
-	}
-	if standins {
-		cmd := exec.CommandContext(ctx, "make", "--no-print-directory", "-C", root, "traefik", "hydra", "jaeger")
-		cmd.Stdout, cmd.Stderr = stderr, stderr
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("stack swarm: make traefik hydra jaeger: %w", err)
-		}
-		cmd = exec.CommandContext(ctx, "bash", filepath.Join(root, "e2e", "compose", "standins.sh"))
-		cmd.Stdout, cmd.Stderr = stderr, stderr
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("stack swarm: make the stand-in images: %w", err)
-		}
+	// The test swarm's nodes reach no registry but their own: the images they run are pushed
+	// there, the stand-ins for the official ones (a mirror of the official images would do too,
+	// where they can be pulled; not made here).
+	if _, err := standinsWanted(ctx, root, "standins", "swarm", stderr); err != nil {
+		return err
 	}
 
 	started := time.Now()
 	layout := swarm.Layout{Dir: filepath.Join(os.TempDir(), "e2e-swarm-"+*name)}
 	d, err := startInterruptibly(ctx, signals, func(ctx context.Context) (*swarm.Deployment, error) {
-		return swarm.Up(ctx, swarm.Options{RepoRoot: root, Layout: layout, Stack: *name, Standins: standins, Progress: stderr})
+		return swarm.Up(ctx, swarm.Options{RepoRoot: root, Layout: layout, Stack: *name, Standins: true, Progress: stderr})
 	})
 	if err != nil {
 		return err // Up removed what it had made
