@@ -244,7 +244,7 @@ func (d *Deployment) deployStack(ctx context.Context) error {
 	if err := d.WaitConverged(ctx, 5*time.Minute); err != nil {
 		return err
 	}
-	if err := d.WaitRouted(ctx, 3*time.Minute, map[string]int{stack.ServiceCasts: Replicas, stack.ServiceMovies: Replicas, ServiceHydra: 1}); err != nil {
+	if err := d.waitServing(ctx); err != nil {
 		return err
 	}
 	d.logf("stack %s deployed and routed in %s, gateway %s", d.Stack, time.Since(step).Round(time.Second), d.URLs.Gateway)
@@ -335,7 +335,44 @@ func (d *Deployment) Recreate(ctx context.Context, removeData bool) error {
 	if err := d.WaitConverged(ctx, 5*time.Minute); err != nil {
 		return err
 	}
-	return d.WaitRouted(ctx, 3*time.Minute, map[string]int{stack.ServiceCasts: Replicas, stack.ServiceMovies: Replicas, ServiceHydra: 1})
+	return d.waitServing(ctx)
+}
+
+// waitServing waits until Traefik routes to every task of casts, movies and Hydra, and each
+// service verifies tokens. Swarm starts them together, unlike Compose, which starts the services
+// once Hydra's clients exist; a service that asked for Hydra's keys too early answers 401 ("the
+// keys ... are unavailable") until it has them. The probe is a write with a token and an empty
+// body: 422 once the token is verified, and nothing is written; every task must answer so.
+func (d *Deployment) waitServing(ctx context.Context) error {
+	if err := d.WaitRouted(ctx, 3*time.Minute, map[string]int{stack.ServiceCasts: Replicas, stack.ServiceMovies: Replicas, ServiceHydra: 1}); err != nil {
+		return err
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	return poll(ctx, 3*time.Minute, "both services verifying tokens", func() error {
+		token, err := stack.FetchToken(ctx, stack.TokenURL(d.URLs.Gateway), stack.DemoClientID, d.Secrets.DemoClient, stack.DemoScopes)
+		if err != nil {
+			return err
+		}
+		// Traefik takes turns over the tasks: several answers in a row come from each of them.
+		for i := range 4 * Replicas {
+			path := []string{"/api/v1/casts", "/api/v1/movies"}[i%2]
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.URLs.Gateway+path, strings.NewReader("{}"))
+			if err != nil {
+				return err
+			}
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer "+token)
+			resp, err := client.Do(req)
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnprocessableEntity {
+				return fmt.Errorf("POST %s with a token and {}: %d, want 422", path, resp.StatusCode)
+			}
+		}
+		return nil
+	})
 }
 
 func (d *Deployment) logf(format string, args ...any) {
