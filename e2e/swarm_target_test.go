@@ -358,6 +358,10 @@ func (s swarmTarget) StartTraceBackend(ctx context.Context) error {
 }
 
 func (s swarmTarget) AccessLog(ctx context.Context) ([]byte, error) {
-	out, err := s.Manager().DockerOutput(ctx, "service", "logs", "--no-trunc", "--raw", s.Service(swarm.ServiceTraefik))
-	return []byte(out), err
+	logs, err := s.TaskLogs(ctx, swarm.ServiceTraefik)
+	var out []byte
+	for _, l := range logs {
+		out = append(out, l.Text...)
+	}
+	return out, err
 }

@@ -130,15 +130,17 @@ func TestSwarmSpreadAndBalanced(t *testing.T) {
 			mustStatus(t, "read "+svc, r, http.StatusOK)
 		}
 		waitFor(t, "every "+svc+" task's log to show some of the 40 reads", 15*time.Second, func() error {
-			byTask, err := s.TaskLogs(ctx, svc)
+			logs, err := s.TaskLogs(ctx, svc)
 			if err != nil {
 				return err
 			}
 			counts := map[string]int{} // by task: its id, then its node
 			for _, task := range tasks {
-				for _, line := range byTask[task.ID] {
-					if strings.Contains(line, prefix) {
-						counts[task.ID[:12]+"@"+task.Node]++
+				for _, l := range logs {
+					for line := range strings.Lines(l.Text) {
+						if l.ID == task.ID && strings.Contains(line, prefix) {
+							counts[task.ID[:12]+"@"+task.Node]++
+						}
 					}
 				}
 			}

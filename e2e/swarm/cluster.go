@@ -37,15 +37,23 @@ type Node struct {
 	Veth   string // the host end of its link to the bridge
 }
 
+// callLimit bounds one docker command against a node: the longest (a rolling update that
+// rolls back, a stack deploy) take about a minute here, and a command that hangs (the client
+// waiting on a stream its engine never ends) fails the test that ran it instead of holding the
+// suite until go test's own timeout.
+const callLimit = 5 * time.Minute
+
 // Docker runs the docker client against this node's engine and returns its standard output.
 func (n Node) Docker(ctx context.Context, args ...string) (string, error) {
 	return n.DockerInput(ctx, nil, args...)
 }
 
 // DockerOutput runs the docker client against this node's engine and returns its standard
-// output and standard error together: for `docker service logs`, which passes each container's
-// two streams on as its own two.
+// output and standard error together: for `docker logs`, which passes a container's two
+// streams on as its own two.
 func (n Node) DockerOutput(ctx context.Context, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, callLimit)
+	defer cancel()
 	cmd := exec.CommandContext(ctx, "docker", append([]string{"--host", "unix://" + n.Socket}, args...)...)
 	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.CombinedOutput()
@@ -57,6 +65,8 @@ func (n Node) DockerOutput(ctx context.Context, args ...string) (string, error) 
 
 // DockerInput is Docker with stdin as the command's standard input.
 func (n Node) DockerInput(ctx context.Context, stdin io.Reader, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, callLimit)
+	defer cancel()
 	var stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, "docker", append([]string{"--host", "unix://" + n.Socket}, args...)...)
 	cmd.Stdin, cmd.Stderr = stdin, &stderr

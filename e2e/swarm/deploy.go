@@ -407,6 +407,10 @@ func (d *Deployment) makeSwarm(ctx context.Context) error {
 // startRegistry runs bin/registry in node 1's network namespace, its storage under Dir.
 func (d *Deployment) startRegistry(ctx context.Context, root string) error {
 	m := d.Manager()
+	bin := filepath.Join(root, "bin", "registry")
+	if _, err := os.Stat(bin); err != nil {
+		return fmt.Errorf("swarm: no registry to start (make registry builds bin/registry): %w", err)
+	}
 	storage := filepath.Join(d.Layout.Dir, "registry")
 	if err := os.MkdirAll(storage, 0o700); err != nil {
 		return fmt.Errorf("swarm: %w", err)
@@ -416,14 +420,14 @@ func (d *Deployment) startRegistry(ctx context.Context, root string) error {
 		return fmt.Errorf("swarm: %w", err)
 	}
 	defer logf.Close()
-	cmd := exec.Command("nsenter", "--net=/var/run/netns/"+m.NetNS, filepath.Join(root, "bin", "registry"), "serve",
+	cmd := exec.Command("nsenter", "--net=/var/run/netns/"+m.NetNS, bin, "serve",
 		filepath.Join(root, "e2e", "registry", "config.yaml"))
 	cmd.Env = append(os.Environ(), "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY="+storage,
 		"REGISTRY_HTTP_ADDR=:"+strconv.Itoa(d.Layout.Registry))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("swarm: start the registry (make registry builds bin/registry): %w", err)
+		return fmt.Errorf("swarm: start the registry: %w", err)
 	}
 	d.registry = cmd
 	go cmd.Wait() //nolint:errcheck // RemoveCluster stops it by its pid file

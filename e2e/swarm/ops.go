@@ -2,9 +2,11 @@ package swarm
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -124,8 +126,8 @@ func (d *Deployment) Container(ctx context.Context, svc string, i int) (Node, st
 	return n, id, err
 }
 
-// Logs are every service's output (docker service logs, every task's, stopped ones included),
-// by service name without the stack's prefix.
+// Logs are every service's output (every task's that still has its container, stopped ones
+// included), by service name without the stack's prefix.
 func (d *Deployment) Logs(ctx context.Context) (map[string]string, error) {
 	out, err := d.Manager().Docker(ctx, "stack", "services", "--format", "{{.Name}}", d.Stack)
 	if err != nil {
@@ -133,42 +135,78 @@ func (d *Deployment) Logs(ctx context.Context) (map[string]string, error) {
 	}
 	logs := map[string]string{}
 	for _, name := range strings.Fields(out) {
-		text, err := d.Manager().DockerOutput(ctx, "service", "logs", "--no-trunc", "--raw", name)
+		svc := strings.TrimPrefix(name, d.Stack+"_")
+		tasks, err := d.TaskLogs(ctx, svc)
 		if err != nil {
 			return nil, err
 		}
-		logs[strings.TrimPrefix(name, d.Stack+"_")] = text
+		var text strings.Builder
+		for _, t := range tasks {
+			text.WriteString(t.Text)
+		}
+		logs[svc] = text.String()
 	}
 	return logs, nil
 }
 
-// TaskLogs are svc's log lines by the task that wrote them (its id).
-func (d *Deployment) TaskLogs(ctx context.Context, svc string) (map[string][]string, error) {
-	out, err := d.Manager().DockerOutput(ctx, "service", "logs", "--no-trunc", "--no-resolve", d.Service(svc))
+// TaskLog is the output of one task: standard output and error as the container wrote them.
+type TaskLog struct {
+	ID, Node string // the task's full id, its node's hostname
+	Text     string
+}
+
+// TaskLogs are the outputs of svc's tasks that still have a container (stopped ones included),
+// oldest task first, each read with `docker logs` from the engine of the node that ran it.
+// Not `docker service logs`: now and then it never ends its stream (moby/moby#38640,
+// docker/cli#4678), and so once held this suite until go test's timeout.
+func (d *Deployment) TaskLogs(ctx context.Context, svc string) ([]TaskLog, error) {
+	m := d.Manager()
+	ids, err := m.Docker(ctx, "service", "ps", "--quiet", "--no-trunc", d.Service(svc))
+	if err != nil || ids == "" {
+		return nil, err
+	}
+	out, err := m.Docker(ctx, append([]string{"inspect", "--format", "{{json .}}"}, strings.Fields(ids)...)...)
 	if err != nil {
 		return nil, err
 	}
-	byTask := map[string][]string{}
-	for line := range strings.Lines(out) {
-		// "<service>.<slot>.<task id>@<node id>    | <line>"
-		prefix, text, ok := strings.Cut(line, "| ")
-		if !ok {
-			continue
-		}
-		parts := strings.Split(strings.Fields(prefix)[0], ".")
-		if len(parts) < 3 {
-			continue
-		}
-		task, _, _ := strings.Cut(parts[len(parts)-1], "@")
-		byTask[task] = append(byTask[task], strings.TrimSpace(text))
+	type task struct {
+		ID, NodeID string
+		CreatedAt  time.Time
+		Status     struct{ ContainerStatus struct{ ContainerID string } }
 	}
-	return byTask, nil
-}
-
-// TaskIDs are the full ids of svc's tasks (every state), for matching TaskLogs.
-func (d *Deployment) TaskIDs(ctx context.Context, svc string) ([]string, error) {
-	out, err := d.Manager().Docker(ctx, "service", "ps", "--quiet", "--no-trunc", d.Service(svc))
-	return strings.Fields(out), err
+	var tasks []task
+	for line := range strings.Lines(out) {
+		var t task
+		if err := json.Unmarshal([]byte(line), &t); err != nil {
+			return nil, fmt.Errorf("swarm: read task: %w", err)
+		}
+		if t.Status.ContainerStatus.ContainerID != "" {
+			tasks = append(tasks, t)
+		}
+	}
+	slices.SortFunc(tasks, func(a, b task) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	hostnames := map[string]string{}
+	var logs []TaskLog
+	for _, t := range tasks {
+		if _, ok := hostnames[t.NodeID]; !ok {
+			if hostnames[t.NodeID], err = m.Docker(ctx, "node", "inspect", "--format", "{{.Description.Hostname}}", t.NodeID); err != nil {
+				return nil, err
+			}
+		}
+		n, err := d.NodeByName(hostnames[t.NodeID])
+		if err != nil {
+			return nil, err
+		}
+		text, err := n.DockerOutput(ctx, "logs", t.Status.ContainerStatus.ContainerID)
+		if err != nil {
+			if strings.Contains(text, "No such container") {
+				continue // Swarm removed it (task history limit, scale down)
+			}
+			return nil, err
+		}
+		logs = append(logs, TaskLog{ID: t.ID, Node: n.Name, Text: text})
+	}
+	return logs, nil
 }
 
 // ServicePorts are where casts and movies listen inside their containers (stack.yaml).
