@@ -16,11 +16,12 @@ import (
 // the Dockerfiles' ports, the migrations of each schema, the lock key in postgres/lock.go, the
 // validation rules in api/validate.go, and the tests of each) are not listed.
 var twins = []string{
-	// The program around run(): the entry point, the debug listener, and the authenticator of
-	// writes (verification on, or off for benchmarks).
+	// The program around run(): the entry point, the debug listener, the authenticator of
+	// writes (verification on, or off for benchmarks), and the secrets read from files (*_FILE).
 	"main.go",
 	"debug.go",
 	"auth.go",
+	"secretfile.go",
 
 	// HTTP plumbing: request ids, access log, recovery, the requests' spans, problem pages, JSON
 	// decoding and encoding, conditional requests, idempotent creates, the embedded Swagger UI.
