@@ -1,8 +1,5 @@
 package main
 
-// Docker Swarm hands secrets to a service as files under /run/secrets/ (README, "More than one
-// host"): the *_FILE variables name them.
-
 import (
 	"errors"
 	"fmt"
@@ -10,6 +7,9 @@ import (
 	"os"
 	"strings"
 )
+
+// Docker Swarm hands secrets to a service as files under /run/secrets/ (README, "More than one
+// host"): the *_FILE variables name them.
 
 // setDatabasePassword returns the database URL rawURL with the password of its user set to
 // password, which CASTS_DATABASE_PASSWORD_FILE holds.
