@@ -300,8 +300,14 @@ func tasksOn(t *testing.T, s swarmTarget, node string) int {
 
 // nodeLoss runs lose (the worker's engine stopped, or its link cut) under load, measures the
 // seconds until casts and movies are whole again on the other nodes, then runs recover and
-// waits for the node to be back. At most one request per load worker may fail (one in flight
-// towards the lost node each); the test reports the count either way.
+// waits for the node to be back. At most one request per load worker may fail: the bound the
+// stack keeps is that a client loses only the request it had in flight towards the lost node
+// (directly, or through movies' cast check). The stack keeps it because a client is blocked on
+// that request for longer than Traefik's active health check takes to take the node's instances
+// out (interval 2 s + timeout 1 s): 15 s for a request hung on a lost instance
+// (responseHeaderTimeout), twice 2 s for a cast check (a timed-out check is made once more, see
+// castsclient), and a request that could not be sent there goes to another instance
+// (public-retry, mesh-retry). The test reports the count either way.
 func nodeLoss(t *testing.T, s swarmTarget, what string, lose, recover func(ctx context.Context, n swarm.Node) error) {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()

@@ -23,7 +23,8 @@ type Config struct {
 	// CastsURL is the base URL where the cast API is reached: Traefik's mesh entrypoint, so that
 	// calls between the services get its retry and circuit breaker.
 	CastsURL string
-	// CastsTimeout bounds one cast check; past it the write is answered 503.
+	// CastsTimeout bounds one attempt of a cast check; an attempt that times out is made once
+	// more (castsclient), and past the second the write is answered 503.
 	CastsTimeout time.Duration
 	LogLevel     zerolog.Level
 	// RequestTimeout bounds every request: a request still waiting for the database (or the cast

@@ -38,7 +38,9 @@ const (
 type Config struct {
 	// BaseURL is where the cast API is reached, such as http://127.0.0.1:8082 (Traefik's mesh entrypoint).
 	BaseURL string
-	// Timeout bounds a whole check, from connecting to reading the last byte of the answer.
+	// Timeout bounds one attempt of a check, from connecting to reading the last byte of the
+	// answer; an attempt that times out is made once more (see fetch), so a check takes at most
+	// twice as long.
 	Timeout time.Duration
 	// RequestID returns the id of the request a check is made for; it is sent on as X-Request-Id so
 	// that the log lines of both services can be tied together. It may be nil.
@@ -193,7 +195,24 @@ func distinct(ids []int64) []int64 {
 }
 
 // fetch asks the cast service, in one request, for the casts among ids (distinct, at most MaxIDs).
+//
+// An attempt that times out is made once more, so a check is bounded by twice the timeout. The
+// request is a GET, so a second attempt is harmless, and it is what saves the write when a cast
+// instance is lost without closing its connections (its node lost, its link cut): the first
+// attempt hangs on it, and Traefik goes on routing to it until its active health check notices
+// (within its interval plus its timeout, 3 s). Traefik's retry on the mesh cannot do this: it
+// never replays a request once sent. Any other failure is an answer, and is not retried.
 func (c *Client) fetch(ctx context.Context, ids []int64) ([]Cast, error) {
+	found, err := c.fetchOnce(ctx, ids)
+	var netErr net.Error
+	if err != nil && ctx.Err() == nil && errors.As(err, &netErr) && netErr.Timeout() {
+		found, err = c.fetchOnce(ctx, ids)
+	}
+	return found, err
+}
+
+// fetchOnce is one attempt of fetch, bounded by the client's timeout.
+func (c *Client) fetchOnce(ctx context.Context, ids []int64) ([]Cast, error) {
 	q := make(url.Values, 2)
 	for _, id := range ids {
 		q.Add("id", strconv.FormatInt(id, 10))

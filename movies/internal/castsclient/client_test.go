@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -251,8 +252,57 @@ func TestMissingFailures(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.errText) {
 				t.Errorf("error %q does not contain %q", err, tt.errText)
 			}
-			if elapsed := time.Since(start); elapsed > timeout+time.Second {
-				t.Errorf("Missing took %v, want it bounded by the %v timeout", elapsed, timeout)
+			// Two attempts at most (a timed-out attempt is made once more), so twice the timeout.
+			if elapsed := time.Since(start); elapsed > 2*timeout+time.Second {
+				t.Errorf("Missing took %v, want it bounded by twice the %v timeout", elapsed, timeout)
+			}
+		})
+	}
+}
+
+// TestMissingRetriesATimeout: an attempt that times out (an instance that went away without
+// closing its connections) is made once more, and only once; an answer is never retried.
+func TestMissingRetriesATimeout(t *testing.T) {
+	t.Parallel()
+	const timeout = 200 * time.Millisecond
+	tests := []struct {
+		name       string
+		hang       int // how many requests hang before the server answers
+		status     int
+		wantErr    string
+		wantMissed []int64
+		wantCalls  int32
+	}{
+		{name: "first attempt hangs", hang: 1, status: http.StatusOK, wantMissed: []int64{2}, wantCalls: 2},
+		{name: "both attempts hang", hang: 2, status: http.StatusOK, wantErr: "Client.Timeout", wantCalls: 2},
+		{name: "an error status is an answer", status: http.StatusBadGateway, wantErr: "answered 502", wantCalls: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var calls atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if int(calls.Add(1)) <= tt.hang {
+					<-r.Context().Done()
+					return
+				}
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(tt.status)
+				w.Write([]byte(`[{"id":1,"name":"A"}]`)) //nolint:errcheck
+			}))
+			t.Cleanup(srv.Close)
+			missing, err := newClient(t, srv.URL, timeout).Missing(context.Background(), []int64{1, 2})
+			if tt.wantErr == "" && err != nil {
+				t.Fatalf("Missing: %v", err)
+			}
+			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("Missing error = %v, want one containing %q", err, tt.wantErr)
+			}
+			if diff := cmp.Diff(tt.wantMissed, missing); diff != "" {
+				t.Errorf("missing ids (-want +got):\n%s", diff)
+			}
+			if got := calls.Load(); got != tt.wantCalls {
+				t.Errorf("the cast service got %d requests, want %d", got, tt.wantCalls)
 			}
 		})
 	}
