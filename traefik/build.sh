@@ -9,8 +9,9 @@
 # module's own lockfile (yarn through corepack, from the npm registry npm is set up with),
 # puts it into a writable copy of the module, and builds Traefik from that copy through a
 # build-only copy of traefik/go.mod that replaces the module by the copy. traefik/go.mod,
-# the pin, is never changed. Everything is kept under bin/traefik-build/VERSION/ so a second
-# build of the same pin reuses the web UI and only relinks.
+# the pin, is never changed. Everything is kept under ~/.cache/movies-microservices/traefik/VERSION/
+# (MOVIES_MICROSERVICES_CACHE moves it), the binary too, keyed by traefik/go.mod, go.sum and this
+# script: a fresh clone (CI) copies it in a second instead of building the web UI and relinking.
 #
 # Without Node.js or corepack it builds Traefik without the dashboard (the API, /ping and
 # /metrics work) and says what to install; with CI=true that is an error instead.
@@ -22,12 +23,25 @@ module=github.com/traefik/traefik/v3
 
 here=$(cd "$(dirname "$0")" && pwd)
 case $out in /*) ;; *) out=$PWD/$out ;; esac
-work=$(dirname "$out")/traefik-build/$version
+work=${MOVIES_MICROSERVICES_CACHE:-$HOME/.cache/movies-microservices}/traefik/$version
 mkdir -p "$work"
 cd "$here"
 export GOWORK=off CGO_ENABLED=0
 
 step() { printf 'traefik: %s\n' "$*"; }
+
+# A binary built before from the same recipe (pin, replace lines, sums, this script) is reused.
+key=$(cat go.mod go.sum "$0" | sha256sum | cut -c1-16)
+dashboard_key=nodashboard
+command -v node >/dev/null 2>&1 && command -v corepack >/dev/null 2>&1 && dashboard_key=dashboard
+cached=$work/traefik-$key-$dashboard_key
+if [ -x "$cached" ] && "$cached" version | grep -q "Version: *$version\$"; then
+	mkdir -p "$(dirname "$out")"
+	cp "$cached" "$out.new"
+	mv "$out.new" "$out"
+	step "$out is Traefik $version, built before ($cached)"
+	exit 0
+fi
 
 # The module as the Go module proxy serves it (read-only in the module cache).
 moddir=$(go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
@@ -119,6 +133,7 @@ if $with_dashboard; then
 		exit 1
 	fi
 	step "$out is Traefik $version with its dashboard"
+	cp "$out" "$cached.new" && mv "$cached.new" "$cached"
 else
 	step "$out is Traefik $version, without the dashboard"
 fi
