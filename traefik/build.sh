@@ -31,7 +31,7 @@ export GOWORK=off CGO_ENABLED=0
 step() { printf 'traefik: %s\n' "$*"; }
 
 # A binary built before from the same recipe (pin, replace lines, sums, this script) is reused.
-key=$(cat go.mod go.sum "$0" | sha256sum | cut -c1-16)
+key=$(cat go.mod go.sum "$here/build.sh" | sha256sum | cut -c1-16)
 dashboard_key=nodashboard
 command -v node >/dev/null 2>&1 && command -v corepack >/dev/null 2>&1 && dashboard_key=dashboard
 cached=$work/traefik-$key-$dashboard_key
