@@ -98,7 +98,7 @@ FUZZTIME ?= 20s
 FUZZ_TARGETS := \
 	./casts/internal/api:FuzzDecodeCastRequest ./casts/internal/api:FuzzDecodeCastPatch ./casts/internal/api:FuzzParseCastListQuery \
 	./movies/internal/api:FuzzDecodeMovieRequest ./movies/internal/api:FuzzDecodeMoviePatch ./movies/internal/api:FuzzParseMovieListQuery \
-	./casts/internal/api:FuzzCheckTypes ./movies/internal/api:FuzzCheckTypes
+	./casts/internal/web:FuzzCheckTypes ./movies/internal/web:FuzzCheckTypes
 
 fuzz: ## Fuzz each request decoder and query parser for FUZZTIME (20s) each; their seeds run in make test.
 	@set -e; for target in $(FUZZ_TARGETS); do \

@@ -6,8 +6,8 @@ import (
 	"context"
 	"time"
 
-	"github.com/movies-microservices/movies/internal/api"
 	"github.com/movies-microservices/movies/internal/auth"
+	"github.com/movies-microservices/movies/internal/web"
 	"github.com/rs/zerolog"
 )
 
@@ -16,7 +16,7 @@ import (
 // refused and reads still served, and it tries again every auth.MinRefreshInterval until it has
 // them (or ctx ends), so that a provider slow at start (Hydra makes its first key on the first
 // request for its key set) costs no write later, even one made while the provider is down.
-func newAuthenticator(ctx context.Context, cfg Config, logger zerolog.Logger) api.Authenticator {
+func newAuthenticator(ctx context.Context, cfg Config, logger zerolog.Logger) web.Authenticator {
 	if !cfg.AuthVerify {
 		logger.Warn().Msg("MOVIES_AUTH_VERIFY=off: writes are NOT authenticated, anyone may write; for benchmarks only")
 		return auth.Unverified{}

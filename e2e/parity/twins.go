@@ -26,21 +26,29 @@ var Twins = []string{
 	"auth.go",
 	"secretfile.go",
 
-	// HTTP plumbing: request ids, access log, recovery, the requests' spans, problem pages, JSON
-	// decoding and encoding, conditional requests, idempotent creates, the embedded Swagger UI.
-	"internal/api/middleware.go",
-	"internal/api/telemetry_bench_test.go",
-	"internal/api/telemetry_test.go",
-	"internal/api/problem.go",
-	"internal/api/gateway_problem_test.go",
-	"internal/api/json.go",
-	"internal/api/json_test.go",
-	"internal/api/http.go",
-	"internal/api/idempotency.go",
-	"internal/api/auth.go",
+	// HTTP plumbing (package web): request ids, access log, recovery, the requests' spans and
+	// durations, deadlines, problem pages, JSON decoding and encoding, conditional requests,
+	// idempotent creates, the scopes of bearer tokens, the probes; and what the handlers' tests
+	// check of its errors.
+	"internal/web/doc.go",
+	"internal/web/middleware.go",
+	"internal/web/problem.go",
+	"internal/web/json.go",
+	"internal/web/json_test.go",
+	"internal/web/http.go",
+	"internal/web/idempotency.go",
+	"internal/web/auth.go",
+	"internal/web/telemetry_bench_test.go",
+	"internal/web/webtest/webtest.go",
+
+	// Of package api, the service's own: its Swagger UI, the linters' rules for its OpenAPI
+	// document, beside that document, and the tests of the server as a whole that say the same of
+	// each service (its gateway problem pages, its spans and metrics).
 	"internal/api/docs.go",
 	"internal/api/.spectral.yaml",
 	"internal/api/redocly.yaml",
+	"internal/api/gateway_problem_test.go",
+	"internal/api/telemetry_test.go",
 
 	// Access tokens: their verification (keys from the identity provider's JWKS), and the
 	// stand-in provider of the tests.

@@ -20,6 +20,7 @@ import (
 	"github.com/movies-microservices/movies/internal/api"
 	"github.com/movies-microservices/movies/internal/movie"
 	"github.com/movies-microservices/movies/internal/telemetry"
+	"github.com/movies-microservices/movies/internal/web"
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
@@ -111,7 +112,7 @@ func TestTracing(t *testing.T) {
 	} {
 		resp := do(t, h, req)
 		resp.Body.Close()
-		requestIDs = append(requestIDs, resp.Header.Get(api.RequestIDHeader))
+		requestIDs = append(requestIDs, resp.Header.Get(web.RequestIDHeader))
 	}
 
 	ended := rec.Ended()

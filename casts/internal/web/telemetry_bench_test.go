@@ -1,4 +1,4 @@
-package api
+package web
 
 import (
 	"context"
@@ -15,11 +15,11 @@ import (
 // ("noop"), with the metrics but no tracing (no OTEL_EXPORTER_OTLP_ENDPOINT, as without a
 // collector: "metrics"). The request carries a caller's traceparent, as through Traefik.
 //
-//	go test -run '^$' -bench RequestTelemetry ./casts/internal/api/
+//	go test -run '^$' -bench RequestTelemetry ./casts/internal/web/
 func BenchmarkRequestTelemetry(b *testing.B) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v1/casts/{id}", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(`{"id":1}`)) }) //nolint:errcheck // a recorder
-	inner := withAccessLog(zerolog.Nop(), withProblemForUnrouted(mux))
+	inner := WithAccessLog(zerolog.Nop(), WithProblemForUnrouted(mux))
 	tel, err := telemetry.Setup(context.Background(), "casts", func(string) string { return "" }, zerolog.Nop())
 	if err != nil {
 		b.Fatal(err)
@@ -29,8 +29,8 @@ func BenchmarkRequestTelemetry(b *testing.B) {
 		h    http.Handler
 	}{
 		{"none", inner},
-		{"noop", withTracing(nil, nil, nil, inner)},
-		{"metrics", withTracing(tel.TracerProvider(), tel.MeterProvider(), tel.Propagator(), inner)},
+		{"noop", WithTracing(nil, nil, nil, inner)},
+		{"metrics", WithTracing(tel.TracerProvider(), tel.MeterProvider(), tel.Propagator(), inner)},
 	} {
 		b.Run(v.name, func(b *testing.B) {
 			req := httptest.NewRequest(http.MethodGet, "/api/v1/casts/1", nil)
