@@ -39,6 +39,7 @@ var Twins = []string{
 	"internal/web/idempotency.go",
 	"internal/web/auth.go",
 	"internal/web/telemetry_bench_test.go",
+	"internal/web/clientgone_test.go",
 	"internal/web/webtest/webtest.go",
 
 	// Of package api, the service's own: its Swagger UI, the linters' rules for its OpenAPI

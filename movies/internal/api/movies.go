@@ -107,6 +107,10 @@ func checkCasts(ctx context.Context, casts Casts, ids []int64) error {
 		return nil
 	}
 	missing, err := casts.Missing(ctx, ids)
+	if err != nil && web.ClientGone(ctx) {
+		// Nothing failed: the call was given up with the request (web.RespondError records it).
+		return err
+	}
 	if err != nil {
 		// The client gets only the 503; the cause is for the operator, logged once with the request id.
 		zerolog.Ctx(ctx).Error().Err(err).Msg("cast check failed")

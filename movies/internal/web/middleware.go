@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -122,16 +123,74 @@ var untraced = map[string]bool{"/livez": true, "/readyz": true, "/metrics": true
 // WithTracing makes a server span of every request but the probes and the scrapes, continuing the
 // trace context the caller sent (read with prop), and records its duration (the histogram
 // http.server.request.duration). The span is named after the method here, and after the route
-// once the mux has matched one (see nameSpan). A nil provider or propagator means none.
+// once the mux has matched one (see nameSpan). A nil provider or propagator means none. It is
+// the outermost layer, and so the one that keeps the answer to a client that has gone from the
+// wire (see StatusClientClosedRequest).
 func WithTracing(tp trace.TracerProvider, mp metric.MeterProvider, prop propagation.TextMapPropagator, next http.Handler) http.Handler {
 	tp, mp, prop = telemetry.OrNoop(tp, mp, prop)
-	return otelhttp.NewHandler(next, "http.server",
+	return withNothingForGoneClient(otelhttp.NewHandler(next, "http.server",
 		otelhttp.WithTracerProvider(tp),
 		otelhttp.WithMeterProvider(mp),
 		otelhttp.WithPropagators(prop),
 		otelhttp.WithFilter(func(r *http.Request) bool { return !untraced[r.URL.Path] }),
-	)
+	))
 }
+
+// StatusClientClosedRequest is nginx's 499: the client closed its connection before the answer
+// (wrk does at the end of a run, a browser when the user navigates away). RespondError "answers"
+// such a request with it instead of the 503 that the cancelled query or call would make, so that
+// the access log, the request's span and the status label of its duration record the client's
+// cancellation, not a failure of the service. It never reaches the wire: the outermost layer
+// (withNothingForGoneClient) drops the connection without an answer, as nginx does.
+const StatusClientClosedRequest = 499
+
+// ClientGone reports whether ctx, a request's context, says that the client has closed its
+// connection: net/http cancels the request's context when it does. Nothing of the server's own cancels it: the request's deadline
+// (WithTimeout) ends it with context.DeadlineExceeded, which stays the service's 503, and
+// Shutdown lets the requests in flight finish.
+func ClientGone(ctx context.Context) bool {
+	return errors.Is(ctx.Err(), context.Canceled)
+}
+
+// withNothingForGoneClient sends nothing for a request answered StatusClientClosedRequest, and
+// aborts it with http.ErrAbortHandler, so that net/http does not send the 200 it sends for a
+// handler that wrote nothing either (a client that only half-closed its connection would read
+// it). net/http closes the connection and logs nothing for that panic.
+func withNothingForGoneClient(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gw := &goneClientWriter{ResponseWriter: w}
+		next.ServeHTTP(gw, r)
+		if gw.gone {
+			panic(http.ErrAbortHandler)
+		}
+	})
+}
+
+// goneClientWriter passes everything on to the client until the request is answered
+// StatusClientClosedRequest, and nothing after.
+type goneClientWriter struct {
+	http.ResponseWriter
+	gone bool
+}
+
+func (w *goneClientWriter) WriteHeader(status int) {
+	if status == StatusClientClosedRequest {
+		w.gone = true
+	}
+	if !w.gone {
+		w.ResponseWriter.WriteHeader(status)
+	}
+}
+
+func (w *goneClientWriter) Write(b []byte) (int, error) {
+	if w.gone {
+		return 0, http.ErrAbortHandler
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *goneClientWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func validRequestID(id string) bool {
 	if id == "" || len(id) > 128 {

@@ -96,8 +96,15 @@ const retryAfter = "2"
 // RespondError turns any error into a problem response. An error that says the database could not
 // be reached or did not answer in time (the request's deadline included) is a 503 that invites a
 // retry. Other errors it does not know are 500s. Both are logged once, with the request id, and the
-// client gets a detail that leaks nothing.
+// client gets a detail that leaks nothing. A request whose client has gone gets no answer at all:
+// whatever the error (most often the cancelled query or call itself), it is the client's
+// cancellation, StatusClientClosedRequest, never a 5xx.
 func RespondError(w http.ResponseWriter, r *http.Request, err error) {
+	if ClientGone(r.Context()) {
+		zerolog.Ctx(r.Context()).Debug().Err(err).Msg("client gone before the answer")
+		w.WriteHeader(StatusClientClosedRequest)
+		return
+	}
 	var se *Error
 	switch {
 	case errors.As(err, &se):
