@@ -4,8 +4,8 @@ import (
 	"context"
 	"time"
 
-	"github.com/movies-microservices/casts/internal/api"
 	"github.com/movies-microservices/casts/internal/auth"
+	"github.com/movies-microservices/casts/internal/web"
 	"github.com/rs/zerolog"
 )
 
@@ -14,7 +14,7 @@ import (
 // refused and reads still served, and it tries again every auth.MinRefreshInterval until it has
 // them (or ctx ends), so that a provider slow at start (Hydra makes its first key on the first
 // request for its key set) costs no write later, even one made while the provider is down.
-func newAuthenticator(ctx context.Context, cfg Config, logger zerolog.Logger) api.Authenticator {
+func newAuthenticator(ctx context.Context, cfg Config, logger zerolog.Logger) web.Authenticator {
 	if !cfg.AuthVerify {
 		logger.Warn().Msg("CASTS_AUTH_VERIFY=off: writes are NOT authenticated, anyone may write; for benchmarks only")
 		return auth.Unverified{}

@@ -238,7 +238,7 @@ func startRelay(ctx context.Context, pool *pgxpool.Pool, cfg Config, logger zero
 }
 
 // healthcheck asks the service running on CASTS_ADDR whether it takes traffic (/readyz with the
-// database left out, as Traefik's probe asks: see handleReady); it lets a container image without
+// database left out, as Traefik's probe asks: see web.HandleReady); it lets a container image without
 // a shell or curl have a health check. Traefik's Docker provider also drops containers Docker
 // calls unhealthy, so the two must agree, or a database outage would take every container out.
 func healthcheck(ctx context.Context, getenv func(string) string) error {

@@ -21,6 +21,7 @@ import (
 	"github.com/movies-microservices/movies/internal/movie"
 	"github.com/movies-microservices/movies/internal/postgres"
 	"github.com/movies-microservices/movies/internal/telemetry"
+	"github.com/movies-microservices/movies/internal/web"
 	"github.com/rs/zerolog"
 )
 
@@ -73,7 +74,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	casts, err := castsclient.New(castsclient.Config{
-		BaseURL: cfg.CastsURL, Timeout: cfg.CastsTimeout, RequestID: api.RequestID,
+		BaseURL: cfg.CastsURL, Timeout: cfg.CastsTimeout, RequestID: web.RequestID,
 		TracerProvider: tel.TracerProvider(), MeterProvider: tel.MeterProvider(), Propagator: tel.Propagator(),
 	})
 	if err != nil {
@@ -173,7 +174,7 @@ const sweepInterval = time.Hour
 const telemetryFlushTimeout = 5 * time.Second
 
 // healthcheck asks the service running on MOVIES_ADDR whether it takes traffic (/readyz with the
-// database left out, as Traefik's probe asks: see handleReady); it lets a container image without
+// database left out, as Traefik's probe asks: see web.HandleReady); it lets a container image without
 // a shell or curl have a health check. Traefik's Docker provider also drops containers Docker
 // calls unhealthy, so the two must agree, or a database outage would take every container out.
 func healthcheck(ctx context.Context, getenv func(string) string) error {

@@ -18,6 +18,7 @@ import (
 	"github.com/movies-microservices/casts/internal/auth/authtest"
 	"github.com/movies-microservices/casts/internal/cast"
 	"github.com/movies-microservices/casts/internal/postgres/pgtest"
+	"github.com/movies-microservices/casts/internal/web"
 	"github.com/rs/zerolog"
 )
 
@@ -38,7 +39,7 @@ type problemJSON struct {
 	Status   int              `json:"status"`
 	Detail   string           `json:"detail"`
 	Instance string           `json:"instance"`
-	Errors   []api.FieldError `json:"errors"`
+	Errors   []web.FieldError `json:"errors"`
 }
 
 func newServer(t *testing.T) http.Handler {
@@ -136,12 +137,12 @@ func TestCastErrors(t *testing.T) {
 			// 422 as in the original system (FastAPI): well-formed JSON whose content is invalid.
 			name: "wrong type",
 			req:  request{method: "POST", path: "/api/v1/casts", body: `{"name":2}`},
-			want: problemJSON{Status: 422, Detail: `field "name" must be a JSON string, not a JSON number`, Errors: []api.FieldError{{Field: "name", Message: "must be a JSON string, not a JSON number"}}},
+			want: problemJSON{Status: 422, Detail: `field "name" must be a JSON string, not a JSON number`, Errors: []web.FieldError{{Field: "name", Message: "must be a JSON string, not a JSON number"}}},
 		},
 		{
 			name: "wrong types in both fields",
 			req:  request{method: "POST", path: "/api/v1/casts", body: `{"name":["A"],"nationality":2}`},
-			want: problemJSON{Status: 422, Detail: "the request has 2 values of the wrong type", Errors: []api.FieldError{
+			want: problemJSON{Status: 422, Detail: "the request has 2 values of the wrong type", Errors: []web.FieldError{
 				{Field: "name", Message: "must be a JSON string, not a JSON array"},
 				{Field: "nationality", Message: "must be a JSON string, not a JSON number"},
 			}},
@@ -149,12 +150,12 @@ func TestCastErrors(t *testing.T) {
 		{
 			name: "wrong type in a replace",
 			req:  request{method: "PUT", path: item, body: `{"name":"A","nationality":true}`},
-			want: problemJSON{Status: 422, Detail: `field "nationality" must be a JSON string, not a JSON boolean`, Errors: []api.FieldError{{Field: "nationality", Message: "must be a JSON string, not a JSON boolean"}}},
+			want: problemJSON{Status: 422, Detail: `field "nationality" must be a JSON string, not a JSON boolean`, Errors: []web.FieldError{{Field: "nationality", Message: "must be a JSON string, not a JSON boolean"}}},
 		},
 		{
 			name: "an unknown field is a 400 even beside a wrong type",
 			req:  request{method: "POST", path: "/api/v1/casts", body: `{"name":2,"age":3}`},
-			want: problemJSON{Status: 400, Detail: `body has an unknown field "age"`, Errors: []api.FieldError{{Field: "age", Message: "unknown field"}}},
+			want: problemJSON{Status: 400, Detail: `body has an unknown field "age"`, Errors: []web.FieldError{{Field: "age", Message: "unknown field"}}},
 		},
 		{
 			name: "not an object",
@@ -164,7 +165,7 @@ func TestCastErrors(t *testing.T) {
 		{
 			name: "unknown field",
 			req:  request{method: "POST", path: "/api/v1/casts", body: `{"name":"x","age":3}`},
-			want: problemJSON{Status: 400, Detail: `body has an unknown field "age"`, Errors: []api.FieldError{{Field: "age", Message: "unknown field"}}},
+			want: problemJSON{Status: 400, Detail: `body has an unknown field "age"`, Errors: []web.FieldError{{Field: "age", Message: "unknown field"}}},
 		},
 		{
 			name: "wrong content type",
@@ -179,12 +180,12 @@ func TestCastErrors(t *testing.T) {
 		{
 			name: "missing name",
 			req:  request{method: "POST", path: "/api/v1/casts", body: `{"nationality":"French"}`},
-			want: problemJSON{Status: 422, Detail: "the request has invalid fields", Errors: []api.FieldError{{Field: "name", Message: "is required"}}},
+			want: problemJSON{Status: 422, Detail: "the request has invalid fields", Errors: []web.FieldError{{Field: "name", Message: "is required"}}},
 		},
 		{
 			name: "blank name and long nationality",
 			req:  request{method: "POST", path: "/api/v1/casts", body: `{"name":"   ","nationality":"` + strings.Repeat("é", 101) + `"}`},
-			want: problemJSON{Status: 422, Detail: "the request has invalid fields", Errors: []api.FieldError{
+			want: problemJSON{Status: 422, Detail: "the request has invalid fields", Errors: []web.FieldError{
 				{Field: "name", Message: "must not be blank"},
 				{Field: "nationality", Message: "must have at most 100 characters"},
 			}},
@@ -192,27 +193,27 @@ func TestCastErrors(t *testing.T) {
 		{
 			name: "name of 101 characters",
 			req:  request{method: "PUT", path: item, body: `{"name":"` + strings.Repeat("x", 101) + `"}`},
-			want: problemJSON{Status: 422, Detail: "the request has invalid fields", Errors: []api.FieldError{{Field: "name", Message: "must have at most 100 characters"}}},
+			want: problemJSON{Status: 422, Detail: "the request has invalid fields", Errors: []web.FieldError{{Field: "name", Message: "must have at most 100 characters"}}},
 		},
 		{
 			name: "NUL in name",
 			req:  request{method: "POST", path: "/api/v1/casts", body: `{"name":"a\u0000b"}`},
-			want: problemJSON{Status: 422, Detail: "the request has invalid fields", Errors: []api.FieldError{{Field: "name", Message: "must not contain NUL characters"}}},
+			want: problemJSON{Status: 422, Detail: "the request has invalid fields", Errors: []web.FieldError{{Field: "name", Message: "must not contain NUL characters"}}},
 		},
 		{
 			name: "patch removes the name",
 			req:  request{method: "PATCH", path: item, body: `{"name":null}`},
-			want: problemJSON{Status: 422, Detail: "the request has invalid fields", Errors: []api.FieldError{{Field: "name", Message: "is required"}}},
+			want: problemJSON{Status: 422, Detail: "the request has invalid fields", Errors: []web.FieldError{{Field: "name", Message: "is required"}}},
 		},
 		{
 			name: "patch with unknown field",
 			req:  request{method: "PATCH", path: item, body: `{"born":1950}`},
-			want: problemJSON{Status: 400, Detail: `body has an unknown field "born"`, Errors: []api.FieldError{{Field: "born", Message: "unknown field"}}},
+			want: problemJSON{Status: 400, Detail: `body has an unknown field "born"`, Errors: []web.FieldError{{Field: "born", Message: "unknown field"}}},
 		},
 		{
 			name: "patch with a wrong type",
 			req:  request{method: "PATCH", path: item, body: `{"nationality":{"a":1}}`},
-			want: problemJSON{Status: 422, Detail: `field "nationality" must be a JSON string, not a JSON object`, Errors: []api.FieldError{{Field: "nationality", Message: "must be a JSON string, not a JSON object"}}},
+			want: problemJSON{Status: 422, Detail: `field "nationality" must be a JSON string, not a JSON object`, Errors: []web.FieldError{{Field: "nationality", Message: "must be a JSON string, not a JSON object"}}},
 		},
 		{
 			name: "patch that is not an object",
@@ -284,7 +285,7 @@ func TestCastErrors(t *testing.T) {
 		{
 			name: "bad list parameters",
 			req:  request{method: "GET", path: "/api/v1/casts?limit=1001&after=x&id=0&sort=name"},
-			want: problemJSON{Status: 400, Detail: "the query string has invalid parameters", Errors: []api.FieldError{
+			want: problemJSON{Status: 400, Detail: "the query string has invalid parameters", Errors: []web.FieldError{
 				{Field: "after", Message: "must be a cast id (a whole number of 0 or more)"},
 				{Field: "id", Message: `"0" is not a cast id (a whole number of 1 or more)`},
 				{Field: "limit", Message: "must be a whole number from 1 to 1000"},
@@ -294,12 +295,12 @@ func TestCastErrors(t *testing.T) {
 		{
 			name: "invalid UTF-8 in the name filter",
 			req:  request{method: "GET", path: "/api/v1/casts?name=%FF"},
-			want: problemJSON{Status: 400, Detail: "the query string has invalid parameters", Errors: []api.FieldError{{Field: "name", Message: "must be valid UTF-8"}}},
+			want: problemJSON{Status: 400, Detail: "the query string has invalid parameters", Errors: []web.FieldError{{Field: "name", Message: "must be valid UTF-8"}}},
 		},
 		{
 			name: "NUL in the name filter",
 			req:  request{method: "GET", path: "/api/v1/casts/?name=a%00b"},
-			want: problemJSON{Status: 400, Detail: "the query string has invalid parameters", Errors: []api.FieldError{{Field: "name", Message: "must not contain NUL characters"}}},
+			want: problemJSON{Status: 400, Detail: "the query string has invalid parameters", Errors: []web.FieldError{{Field: "name", Message: "must not contain NUL characters"}}},
 		},
 	}
 	// The group ends only when every parallel subtest has, so the check after it sees their effect.
@@ -319,7 +320,7 @@ func TestCastErrors(t *testing.T) {
 				want.Title = http.StatusText(want.Status)
 				want.Instance = strings.SplitN(tt.req.path, "?", 2)[0]
 				got := decode[problemJSON](t, resp)
-				if diff := cmp.Diff(want, got, cmpopts.SortSlices(func(a, b api.FieldError) bool { return a.Field < b.Field })); diff != "" {
+				if diff := cmp.Diff(want, got, cmpopts.SortSlices(func(a, b web.FieldError) bool { return a.Field < b.Field })); diff != "" {
 					t.Errorf("%s %s: problem (-want +got):\n%s", tt.req.method, tt.req.path, diff)
 				}
 				if resp.StatusCode != want.Status {

@@ -13,6 +13,7 @@ import (
 	"github.com/go-playground/validator/v10"
 	"github.com/movies-microservices/casts/internal/cast"
 	"github.com/movies-microservices/casts/internal/idempotency"
+	"github.com/movies-microservices/casts/internal/web"
 )
 
 // castRequest is the body of POST and PUT, and what a PATCH must produce once merged.
@@ -63,35 +64,35 @@ func castLocation(id int64) string {
 
 // writeCast sends one cast with its ETag.
 func writeCast(w http.ResponseWriter, status int, c cast.Cast) {
-	w.Header().Set("ETag", etag(c.Version))
-	writeJSON(w, status, newCastResponse(c))
+	w.Header().Set("ETag", web.ETag(c.Version))
+	web.WriteJSON(w, status, newCastResponse(c))
 }
 
 // castCreated is the response to a create: 201 with the cast, its Location and its ETag.
 func castCreated(c cast.Cast) (idempotency.Response, error) {
 	header := http.Header{}
 	header.Set("Location", castLocation(c.ID))
-	header.Set("ETag", etag(c.Version))
-	return jsonResponse(http.StatusCreated, header, newCastResponse(c))
+	header.Set("ETag", web.ETag(c.Version))
+	return web.JSONResponse(http.StatusCreated, header, newCastResponse(c))
 }
 
 // handleCastCreate creates a cast. With an Idempotency-Key, the response is stored with the cast,
 // and a retry of the same request gets it again instead of creating another cast.
 func handleCastCreate(store Store, v *validator.Validate) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		key, err := idempotencyKey(r)
+		key, err := web.IdempotencyKey(r)
 		if err != nil {
-			respondError(w, r, err)
+			web.RespondError(w, r, err)
 			return
 		}
 		var req castRequest
-		if err := decodeJSON(w, r, &req, "application/json"); err != nil {
-			respondError(w, r, err)
+		if err := web.DecodeJSON(w, r, &req, "application/json"); err != nil {
+			web.RespondError(w, r, err)
 			return
 		}
 		req.normalize()
 		if err := validateRequest(v, req); err != nil {
-			respondError(w, r, err)
+			web.RespondError(w, r, err)
 			return
 		}
 		var (
@@ -107,28 +108,28 @@ func handleCastCreate(store Store, v *validator.Validate) http.Handler {
 			// The normalised request, in its wire form: bodies that differ only in spacing, key
 			// order or blanks trimmed away are the same request.
 			var sum []byte
-			if sum, err = fingerprint(r, req); err == nil {
+			if sum, err = web.Fingerprint(r, req); err == nil {
 				resp, replayed, err = store.CreateOnce(r.Context(), req.fields(), idempotency.Key{Value: key, Fingerprint: sum}, castCreated)
 			}
 		}
 		if err != nil {
-			respondError(w, r, storeError(err))
+			web.RespondError(w, r, storeError(err))
 			return
 		}
-		writeResponse(w, resp, replayed)
+		web.WriteResponse(w, resp, replayed)
 	})
 }
 
 func handleCastGet(store Store) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, err := pathID(r)
+		id, err := web.PathID(r)
 		if err != nil {
-			respondError(w, r, err)
+			web.RespondError(w, r, err)
 			return
 		}
 		c, err := store.Get(r.Context(), id)
 		if err != nil {
-			respondError(w, r, storeError(err))
+			web.RespondError(w, r, storeError(err))
 			return
 		}
 		writeCast(w, http.StatusOK, c)
@@ -144,14 +145,14 @@ func handleCastList(store Store) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		params, err := parseCastListQuery(r.URL.Query())
 		if err != nil {
-			respondError(w, r, err)
+			web.RespondError(w, r, err)
 			return
 		}
 		pageSize := params.Limit
 		params.Limit++ // one more row tells whether a next page exists
 		casts, err := store.List(r.Context(), params)
 		if err != nil {
-			respondError(w, r, err)
+			web.RespondError(w, r, err)
 			return
 		}
 		if len(casts) > pageSize {
@@ -162,51 +163,51 @@ func handleCastList(store Store) http.Handler {
 		for i, c := range casts {
 			out[i] = newCastResponse(c)
 		}
-		writeJSON(w, http.StatusOK, out)
+		web.WriteJSON(w, http.StatusOK, out)
 	})
 }
 
 func parseCastListQuery(q url.Values) (cast.ListParams, error) {
 	p := cast.ListParams{Limit: defaultPageSize}
-	var errs []FieldError
+	var errs []web.FieldError
 	for key, values := range q {
 		switch key {
 		case "limit":
 			n, err := strconv.Atoi(values[0])
 			if err != nil || n < 1 || n > maxPageSize {
-				errs = append(errs, FieldError{Field: "limit", Message: "must be a whole number from 1 to " + strconv.Itoa(maxPageSize)})
+				errs = append(errs, web.FieldError{Field: "limit", Message: "must be a whole number from 1 to " + strconv.Itoa(maxPageSize)})
 			}
 			p.Limit = n
 		case "after":
 			n, err := strconv.ParseInt(values[0], 10, 64)
 			if err != nil || n < 0 {
-				errs = append(errs, FieldError{Field: "after", Message: "must be a cast id (a whole number of 0 or more)"})
+				errs = append(errs, web.FieldError{Field: "after", Message: "must be a cast id (a whole number of 0 or more)"})
 			}
 			p.After = n
 		case "id":
 			if len(values) > maxPageSize {
-				errs = append(errs, FieldError{Field: "id", Message: "must not be given more than " + strconv.Itoa(maxPageSize) + " times"})
+				errs = append(errs, web.FieldError{Field: "id", Message: "must not be given more than " + strconv.Itoa(maxPageSize) + " times"})
 				break
 			}
 			for _, v := range values {
 				n, err := strconv.ParseInt(v, 10, 64)
 				if err != nil || n < 1 {
-					errs = append(errs, FieldError{Field: "id", Message: strconv.Quote(v) + " is not a cast id (a whole number of 1 or more)"})
+					errs = append(errs, web.FieldError{Field: "id", Message: strconv.Quote(v) + " is not a cast id (a whole number of 1 or more)"})
 					continue
 				}
 				p.IDs = append(p.IDs, n)
 			}
 		case "name":
 			if msg := badText(values[0]); msg != "" {
-				errs = append(errs, FieldError{Field: "name", Message: msg})
+				errs = append(errs, web.FieldError{Field: "name", Message: msg})
 			}
 			p.Name = values[0]
 		default:
-			errs = append(errs, FieldError{Field: key, Message: "is not a known query parameter (known: limit, after, id, name)"})
+			errs = append(errs, web.FieldError{Field: key, Message: "is not a known query parameter (known: limit, after, id, name)"})
 		}
 	}
 	if len(errs) > 0 {
-		return p, &statusError{status: http.StatusBadRequest, detail: "the query string has invalid parameters", errors: errs}
+		return p, &web.Error{Status: http.StatusBadRequest, Detail: "the query string has invalid parameters", Errors: errs}
 	}
 	return p, nil
 }
@@ -221,24 +222,24 @@ func nextLink(u *url.URL, lastID int64) string {
 
 func handleCastReplace(store Store, v *validator.Validate) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, err := pathID(r)
+		id, err := web.PathID(r)
 		if err != nil {
-			respondError(w, r, err)
+			web.RespondError(w, r, err)
 			return
 		}
 		var req castRequest
-		if err := decodeJSON(w, r, &req, "application/json"); err != nil {
-			respondError(w, r, err)
+		if err := web.DecodeJSON(w, r, &req, "application/json"); err != nil {
+			web.RespondError(w, r, err)
 			return
 		}
 		req.normalize()
 		if err := validateRequest(v, req); err != nil {
-			respondError(w, r, err)
+			web.RespondError(w, r, err)
 			return
 		}
 		c, err := updateCast(r, store, id, func(cast.Cast) (cast.Fields, error) { return req.fields(), nil })
 		if err != nil {
-			respondError(w, r, err)
+			web.RespondError(w, r, err)
 			return
 		}
 		writeCast(w, http.StatusOK, c)
@@ -247,18 +248,18 @@ func handleCastReplace(store Store, v *validator.Validate) http.Handler {
 
 func handleCastPatch(store Store, v *validator.Validate) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, err := pathID(r)
+		id, err := web.PathID(r)
 		if err != nil {
-			respondError(w, r, err)
+			web.RespondError(w, r, err)
 			return
 		}
 		var patch any
-		if err := decodeJSON(w, r, &patch, "application/merge-patch+json", "application/json"); err != nil {
-			respondError(w, r, err)
+		if err := web.DecodeJSON(w, r, &patch, "application/merge-patch+json", "application/json"); err != nil {
+			web.RespondError(w, r, err)
 			return
 		}
 		if _, ok := patch.(map[string]any); !ok {
-			respondError(w, r, errorf(http.StatusBadRequest, "a merge patch must be a JSON object"))
+			web.RespondError(w, r, web.NewError(http.StatusBadRequest, "a merge patch must be a JSON object"))
 			return
 		}
 		c, err := updateCast(r, store, id, func(cur cast.Cast) (cast.Fields, error) {
@@ -273,7 +274,7 @@ func handleCastPatch(store Store, v *validator.Validate) http.Handler {
 			return req.fields(), nil
 		})
 		if err != nil {
-			respondError(w, r, err)
+			web.RespondError(w, r, err)
 			return
 		}
 		writeCast(w, http.StatusOK, c)
@@ -287,7 +288,7 @@ const maxUpdateAttempts = 3
 // updateCast reads the cast, lets change compute the new fields from it and writes them only if
 // the cast is still the version read, so that no concurrent write is lost.
 func updateCast(r *http.Request, store Store, id int64, change func(cast.Cast) (cast.Fields, error)) (cast.Cast, error) {
-	cond, err := parseIfMatch(r.Header)
+	cond, err := web.ParseIfMatch(r.Header)
 	if err != nil {
 		return cast.Cast{}, err
 	}
@@ -296,15 +297,15 @@ func updateCast(r *http.Request, store Store, id int64, change func(cast.Cast) (
 		if err != nil {
 			return cast.Cast{}, storeError(err)
 		}
-		if !cond.matches(cur.Version) {
-			return cast.Cast{}, errPreconditionFailed
+		if !cond.Matches(cur.Version) {
+			return cast.Cast{}, web.ErrPreconditionFailed
 		}
 		f, err := change(cur)
 		if err != nil {
 			return cast.Cast{}, err
 		}
 		c, err := store.Update(r.Context(), id, cur.Version, f)
-		if errors.Is(err, cast.ErrVersionMismatch) && !cond.present {
+		if errors.Is(err, cast.ErrVersionMismatch) && !cond.Present {
 			continue
 		}
 		if err != nil {
@@ -312,36 +313,36 @@ func updateCast(r *http.Request, store Store, id int64, change func(cast.Cast) (
 		}
 		return c, nil
 	}
-	return cast.Cast{}, errorf(http.StatusConflict, "the cast kept changing while this request tried to update it; retry")
+	return cast.Cast{}, web.NewError(http.StatusConflict, "the cast kept changing while this request tried to update it; retry")
 }
 
 func handleCastDelete(store Store) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, err := pathID(r)
+		id, err := web.PathID(r)
 		if err != nil {
-			respondError(w, r, err)
+			web.RespondError(w, r, err)
 			return
 		}
-		cond, err := parseIfMatch(r.Header)
+		cond, err := web.ParseIfMatch(r.Header)
 		if err != nil {
-			respondError(w, r, err)
+			web.RespondError(w, r, err)
 			return
 		}
 		var version *int64
-		if cond.present {
+		if cond.Present {
 			cur, err := store.Get(r.Context(), id)
 			if err != nil {
-				respondError(w, r, storeError(err))
+				web.RespondError(w, r, storeError(err))
 				return
 			}
-			if !cond.matches(cur.Version) {
-				respondError(w, r, errPreconditionFailed)
+			if !cond.Matches(cur.Version) {
+				web.RespondError(w, r, web.ErrPreconditionFailed)
 				return
 			}
 			version = &cur.Version
 		}
 		if err := store.Delete(r.Context(), id, version); err != nil {
-			respondError(w, r, storeError(err))
+			web.RespondError(w, r, storeError(err))
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -352,11 +353,11 @@ func handleCastDelete(store Store) http.Handler {
 func storeError(err error) error {
 	switch {
 	case errors.Is(err, cast.ErrNotFound):
-		return errorf(http.StatusNotFound, "no cast has this id")
+		return web.NewError(http.StatusNotFound, "no cast has this id")
 	case errors.Is(err, cast.ErrVersionMismatch):
-		return errPreconditionFailed
+		return web.ErrPreconditionFailed
 	case errors.Is(err, idempotency.ErrKeyReused):
-		return errIdempotencyKeyReused
+		return web.ErrIdempotencyKeyReused
 	default:
 		return err
 	}
@@ -378,7 +379,7 @@ func applyMergePatch[T any](current T, patch any) (T, error) {
 	if err != nil {
 		return out, err
 	}
-	err = decodeStrict(bytes.NewReader(merged), &out)
+	err = web.DecodeStrict(bytes.NewReader(merged), &out)
 	return out, err
 }
 

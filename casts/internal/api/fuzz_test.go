@@ -10,11 +10,13 @@ import (
 	"unicode/utf8"
 
 	"github.com/go-playground/validator/v10"
+	"github.com/movies-microservices/casts/internal/web"
+	"github.com/movies-microservices/casts/internal/web/webtest"
 )
 
 // The fuzz targets below check the request decoding and query parsing of the cast service: on any
 // input they must not panic, and they must either accept it, producing what the store can take,
-// or refuse it with an error that respondError turns into a 4xx problem. Their seeds run with
+// or refuse it with an error that web.RespondError turns into a 4xx problem. Their seeds run with
 // every `go test`; `go test -fuzz` explores beyond them.
 
 // bodySeeds are bodies for the decoding targets: valid, malformed and hostile.
@@ -35,7 +37,7 @@ var bodySeeds = []string{
 func requireClientError(t *testing.T, err error) {
 	t.Helper()
 	w := httptest.NewRecorder()
-	respondError(w, httptest.NewRequest(http.MethodPost, "/api/v1/casts", nil), err)
+	web.RespondError(w, httptest.NewRequest(http.MethodPost, "/api/v1/casts", nil), err)
 	if w.Code < 400 || w.Code > 499 || w.Header().Get("Content-Type") != "application/problem+json" {
 		t.Fatalf("error %q (%T) answered %d %q, want a 4xx problem", err, err, w.Code, w.Header().Get("Content-Type"))
 	}
@@ -52,7 +54,7 @@ func checkDecoded(t *testing.T, v *validator.Validate, req castRequest, err erro
 	}
 	if err != nil {
 		requireClientError(t, err)
-		requireKnownFields[castRequest](t, err)
+		webtest.RequireKnownFields[castRequest](t, err)
 		return
 	}
 	checkStorable(t, req)
@@ -74,7 +76,7 @@ func checkStorable(t *testing.T, req castRequest) {
 	}
 }
 
-// FuzzDecodeCastRequest is the body of POST and PUT: decodeJSON into castRequest, then validation.
+// FuzzDecodeCastRequest is the body of POST and PUT: web.DecodeJSON into castRequest, then validation.
 func FuzzDecodeCastRequest(f *testing.F) {
 	for _, s := range bodySeeds {
 		f.Add([]byte(s), "application/json")
@@ -87,12 +89,12 @@ func FuzzDecodeCastRequest(f *testing.F) {
 		r := httptest.NewRequest(http.MethodPost, "/api/v1/casts", bytes.NewReader(body))
 		r.Header.Set("Content-Type", contentType)
 		var req castRequest
-		err := decodeJSON(httptest.NewRecorder(), r, &req, "application/json")
+		err := web.DecodeJSON(httptest.NewRecorder(), r, &req, "application/json")
 		checkDecoded(t, v, req, err)
 	})
 }
 
-// FuzzDecodeCastPatch is the body of PATCH: decodeJSON into a merge patch, which must be an object,
+// FuzzDecodeCastPatch is the body of PATCH: web.DecodeJSON into a merge patch, which must be an object,
 // applied to a cast, then validation.
 func FuzzDecodeCastPatch(f *testing.F) {
 	for _, s := range bodySeeds {
@@ -105,7 +107,7 @@ func FuzzDecodeCastPatch(f *testing.F) {
 		r := httptest.NewRequest(http.MethodPatch, "/api/v1/casts/1", bytes.NewReader(body))
 		r.Header.Set("Content-Type", "application/merge-patch+json")
 		var patch any
-		err := decodeJSON(httptest.NewRecorder(), r, &patch, "application/merge-patch+json", "application/json")
+		err := web.DecodeJSON(httptest.NewRecorder(), r, &patch, "application/merge-patch+json", "application/json")
 		if err != nil {
 			requireClientError(t, err)
 			return
@@ -135,7 +137,7 @@ func FuzzParseCastListQuery(f *testing.F) {
 		p, err := parseCastListQuery(q)
 		if err != nil {
 			w := httptest.NewRecorder()
-			respondError(w, httptest.NewRequest(http.MethodGet, "/api/v1/casts", nil), err)
+			web.RespondError(w, httptest.NewRequest(http.MethodGet, "/api/v1/casts", nil), err)
 			if w.Code != http.StatusBadRequest {
 				t.Fatalf("query %q: error %q answered %d, want 400", rawQuery, err, w.Code)
 			}

@@ -17,6 +17,7 @@ import (
 	"github.com/movies-microservices/casts/internal/api"
 	"github.com/movies-microservices/casts/internal/cast"
 	"github.com/movies-microservices/casts/internal/postgres/pgtest"
+	"github.com/movies-microservices/casts/internal/web"
 	"github.com/rs/zerolog"
 )
 
@@ -54,7 +55,7 @@ func replyOf(t *testing.T, resp *http.Response) reply {
 		ContentType: resp.Header.Get("Content-Type"),
 		Location:    resp.Header.Get("Location"),
 		ETag:        resp.Header.Get("ETag"),
-		Replayed:    resp.Header.Get(api.IdempotentReplayedHeader),
+		Replayed:    resp.Header.Get(web.IdempotentReplayedHeader),
 		Body:        string(body),
 	}
 }
@@ -120,7 +121,7 @@ func TestCastCreateIdempotent(t *testing.T) {
 	wantProblem := problemJSON{
 		Type: "about:blank", Title: "Unprocessable Entity", Status: 422, Instance: "/api/v1/casts",
 		Detail: "the Idempotency-Key was already used with another request (another path or body) in the last 24 hours; use a new key for a new request",
-		Errors: []api.FieldError{{Field: "Idempotency-Key", Message: "was already used with another request"}},
+		Errors: []web.FieldError{{Field: "Idempotency-Key", Message: "was already used with another request"}},
 	}
 	if diff := cmp.Diff(wantProblem, got); diff != "" || resp.StatusCode != 422 {
 		t.Errorf("key reused: status %d, problem (-want +got):\n%s", resp.StatusCode, diff)
@@ -293,7 +294,7 @@ func TestCastCreateIdempotencyKeyErrors(t *testing.T) {
 	want := problemJSON{
 		Type: "about:blank", Title: "Bad Request", Status: 400, Instance: "/api/v1/casts",
 		Detail: "the Idempotency-Key header must be sent once, with 1 to 255 printable ASCII characters",
-		Errors: []api.FieldError{{Field: "Idempotency-Key", Message: "must be sent once, with 1 to 255 printable ASCII characters"}},
+		Errors: []web.FieldError{{Field: "Idempotency-Key", Message: "must be sent once, with 1 to 255 printable ASCII characters"}},
 	}
 	tests := []struct {
 		name string

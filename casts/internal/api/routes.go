@@ -5,15 +5,16 @@ import (
 	"net/http"
 
 	"github.com/go-playground/validator/v10"
+	"github.com/movies-microservices/casts/internal/web"
 )
 
 // addRoutes lists every endpoint. Each collection and item path is registered with and without a
 // trailing slash ({$} matches only the slash), so neither form redirects. Reads are public; every
 // write needs a token that grants casts:write.
-func addRoutes(mux *http.ServeMux, store Store, auth Authenticator, ready func(context.Context, bool) error, v *validator.Validate, docsAudience string, metrics http.Handler) {
-	mux.Handle("GET /livez", handleLive())
-	mux.Handle("GET /readyz", handleReady(ready))
-	mux.Handle("GET /problems/{status}", handleGatewayProblem())
+func addRoutes(mux *http.ServeMux, store Store, auth web.Authenticator, ready func(context.Context, bool) error, v *validator.Validate, docsAudience string, metrics http.Handler) {
+	mux.Handle("GET /livez", web.HandleLive())
+	mux.Handle("GET /readyz", web.HandleReady(ready))
+	mux.Handle("GET /problems/{status}", web.HandleGatewayProblem())
 	// On the service's own port only: Traefik routes nothing but /api/v1/ and /internal/v1/.
 	if metrics != nil {
 		mux.Handle("GET /metrics", metrics)
@@ -27,12 +28,12 @@ func addRoutes(mux *http.ServeMux, store Store, auth Authenticator, ready func(c
 
 	for _, base := range []string{"/api/v1/casts", "/api/v1/casts/{$}"} {
 		mux.Handle("GET "+base, handleCastList(store))
-		mux.Handle("POST "+base, requireScope(auth, "casts:write", handleCastCreate(store, v)))
+		mux.Handle("POST "+base, web.RequireScope(auth, "casts:write", handleCastCreate(store, v)))
 	}
 	for _, item := range []string{"/api/v1/casts/{id}", "/api/v1/casts/{id}/{$}"} {
 		mux.Handle("GET "+item, handleCastGet(store))
-		mux.Handle("PUT "+item, requireScope(auth, "casts:write", handleCastReplace(store, v)))
-		mux.Handle("PATCH "+item, requireScope(auth, "casts:write", handleCastPatch(store, v)))
-		mux.Handle("DELETE "+item, requireScope(auth, "casts:write", handleCastDelete(store)))
+		mux.Handle("PUT "+item, web.RequireScope(auth, "casts:write", handleCastReplace(store, v)))
+		mux.Handle("PATCH "+item, web.RequireScope(auth, "casts:write", handleCastPatch(store, v)))
+		mux.Handle("DELETE "+item, web.RequireScope(auth, "casts:write", handleCastDelete(store)))
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/movies-microservices/casts/internal/api"
 	"github.com/movies-microservices/casts/internal/cast"
 	"github.com/movies-microservices/casts/internal/telemetry"
+	"github.com/movies-microservices/casts/internal/web"
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
@@ -109,7 +110,7 @@ func TestTracing(t *testing.T) {
 	} {
 		resp := do(t, h, req)
 		resp.Body.Close()
-		requestIDs = append(requestIDs, resp.Header.Get(api.RequestIDHeader))
+		requestIDs = append(requestIDs, resp.Header.Get(web.RequestIDHeader))
 	}
 
 	ended := rec.Ended()

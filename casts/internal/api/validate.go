@@ -9,16 +9,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/go-playground/validator/v10"
+	"github.com/movies-microservices/casts/internal/web"
 )
-
-// jsonFieldName makes validator report fields by their JSON names.
-func jsonFieldName(f reflect.StructField) string {
-	name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-	if name == "-" {
-		return ""
-	}
-	return name
-}
 
 func noNUL(fl validator.FieldLevel) bool {
 	return !strings.ContainsRune(fl.Field().String(), 0)
@@ -46,11 +38,11 @@ func validateRequest(v *validator.Validate, req any) error {
 	if !errors.As(err, &verrs) {
 		return err
 	}
-	se := &statusError{status: http.StatusUnprocessableEntity, detail: "the request has invalid fields"}
+	se := &web.Error{Status: http.StatusUnprocessableEntity, Detail: "the request has invalid fields"}
 	for _, fe := range verrs {
 		// Namespace is "castRequest.name"; clients know only the part after the type.
 		_, field, _ := strings.Cut(fe.Namespace(), ".")
-		se.errors = append(se.errors, FieldError{Field: field, Message: fieldMessage(fe)})
+		se.Errors = append(se.Errors, web.FieldError{Field: field, Message: fieldMessage(fe)})
 	}
 	return se
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/movies-microservices/movies/internal/castsclient"
 	"github.com/movies-microservices/movies/internal/movie"
 	"github.com/movies-microservices/movies/internal/postgres/pgtest"
+	"github.com/movies-microservices/movies/internal/web"
 	"github.com/rs/zerolog"
 )
 
@@ -46,7 +47,7 @@ type problemJSON struct {
 	Status   int              `json:"status"`
 	Detail   string           `json:"detail"`
 	Instance string           `json:"instance"`
-	Errors   []api.FieldError `json:"errors"`
+	Errors   []web.FieldError `json:"errors"`
 }
 
 // fakeCasts stands in for the cast service: it knows some cast ids, or fails with err.
@@ -68,7 +69,7 @@ type castCall struct {
 func (f *fakeCasts) Missing(ctx context.Context, ids []int64) ([]int64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.calls = append(f.calls, castCall{IDs: slices.Clone(ids), RequestID: api.RequestID(ctx)})
+	f.calls = append(f.calls, castCall{IDs: slices.Clone(ids), RequestID: web.RequestID(ctx)})
 	if f.err != nil {
 		return nil, f.err
 	}
@@ -85,7 +86,7 @@ func (f *fakeCasts) Missing(ctx context.Context, ids []int64) ([]int64, error) {
 func (f *fakeCasts) Lookup(ctx context.Context, ids []int64) ([]castsclient.Cast, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.calls = append(f.calls, castCall{IDs: slices.Clone(ids), RequestID: api.RequestID(ctx), Lookup: true})
+	f.calls = append(f.calls, castCall{IDs: slices.Clone(ids), RequestID: web.RequestID(ctx), Lookup: true})
 	if f.err != nil {
 		return nil, f.err
 	}
@@ -213,7 +214,7 @@ func checkProblem(t *testing.T, resp *http.Response, path string, want problemJS
 	want.Title = http.StatusText(want.Status)
 	want.Instance = strings.SplitN(path, "?", 2)[0]
 	got := decode[problemJSON](t, resp)
-	if diff := cmp.Diff(want, got, cmpopts.SortSlices(func(a, b api.FieldError) bool {
+	if diff := cmp.Diff(want, got, cmpopts.SortSlices(func(a, b web.FieldError) bool {
 		return a.Field+a.Message < b.Field+b.Message
 	})); diff != "" {
 		t.Errorf("problem (-want +got):\n%s", diff)
@@ -223,7 +224,7 @@ func checkProblem(t *testing.T, resp *http.Response, path string, want problemJS
 	}
 }
 
-func invalid(errs ...api.FieldError) problemJSON {
+func invalid(errs ...web.FieldError) problemJSON {
 	return problemJSON{Status: 422, Detail: "the request has invalid fields", Errors: errs}
 }
 
@@ -273,37 +274,37 @@ func TestMovieErrors(t *testing.T) {
 			// 422 as in the original system (FastAPI): well-formed JSON whose content is invalid.
 			name: "wrong type",
 			req:  request{method: "POST", path: "/api/v1/movies", body: `{"name":2}`},
-			want: problemJSON{Status: 422, Detail: `field "name" must be a JSON string, not a JSON number`, Errors: []api.FieldError{{Field: "name", Message: "must be a JSON string, not a JSON number"}}},
+			want: problemJSON{Status: 422, Detail: `field "name" must be a JSON string, not a JSON number`, Errors: []web.FieldError{{Field: "name", Message: "must be a JSON string, not a JSON number"}}},
 		},
 		{
 			name: "genres not a list",
 			req:  request{method: "PUT", path: item, body: `{"name":"x","genres":"Drama"}`},
-			want: problemJSON{Status: 422, Detail: `field "genres" must be a JSON array of strings, not a JSON string`, Errors: []api.FieldError{{Field: "genres", Message: "must be a JSON array of strings, not a JSON string"}}},
+			want: problemJSON{Status: 422, Detail: `field "genres" must be a JSON array of strings, not a JSON string`, Errors: []web.FieldError{{Field: "genres", Message: "must be a JSON array of strings, not a JSON string"}}},
 		},
 		{
 			name: "a genre not a string, named by its index",
 			req:  request{method: "POST", path: "/api/v1/movies", body: `{"name":"x","genres":["Drama","Noir",3]}`},
-			want: problemJSON{Status: 422, Detail: `field "genres[2]" must be a JSON string, not a JSON number`, Errors: []api.FieldError{{Field: "genres[2]", Message: "must be a JSON string, not a JSON number"}}},
+			want: problemJSON{Status: 422, Detail: `field "genres[2]" must be a JSON string, not a JSON number`, Errors: []web.FieldError{{Field: "genres[2]", Message: "must be a JSON string, not a JSON number"}}},
 		},
 		{
 			name: "cast id not an integer",
 			req:  request{method: "POST", path: "/api/v1/movies", body: `{"name":"x","cast_ids":[1,1.5]}`},
-			want: problemJSON{Status: 422, Detail: `field "cast_ids[1]" must be a JSON integer, written without a fraction or an exponent, not 1.5`, Errors: []api.FieldError{{Field: "cast_ids[1]", Message: "must be a JSON integer, written without a fraction or an exponent, not 1.5"}}},
+			want: problemJSON{Status: 422, Detail: `field "cast_ids[1]" must be a JSON integer, written without a fraction or an exponent, not 1.5`, Errors: []web.FieldError{{Field: "cast_ids[1]", Message: "must be a JSON integer, written without a fraction or an exponent, not 1.5"}}},
 		},
 		{
 			name: "cast id with an exponent",
 			req:  request{method: "POST", path: "/api/v1/movies", body: `{"name":"x","cast_ids":[1e3]}`},
-			want: problemJSON{Status: 422, Detail: `field "cast_ids[0]" must be a JSON integer, written without a fraction or an exponent, not 1e3`, Errors: []api.FieldError{{Field: "cast_ids[0]", Message: "must be a JSON integer, written without a fraction or an exponent, not 1e3"}}},
+			want: problemJSON{Status: 422, Detail: `field "cast_ids[0]" must be a JSON integer, written without a fraction or an exponent, not 1e3`, Errors: []web.FieldError{{Field: "cast_ids[0]", Message: "must be a JSON integer, written without a fraction or an exponent, not 1e3"}}},
 		},
 		{
 			name: "cast id out of range",
 			req:  request{method: "POST", path: "/api/v1/movies", body: `{"name":"x","cast_ids":[99999999999999999999]}`},
-			want: problemJSON{Status: 422, Detail: `field "cast_ids[0]" must be a JSON integer of at most 9223372036854775807: 99999999999999999999 does not fit in 64 bits`, Errors: []api.FieldError{{Field: "cast_ids[0]", Message: "must be a JSON integer of at most 9223372036854775807: 99999999999999999999 does not fit in 64 bits"}}},
+			want: problemJSON{Status: 422, Detail: `field "cast_ids[0]" must be a JSON integer of at most 9223372036854775807: 99999999999999999999 does not fit in 64 bits`, Errors: []web.FieldError{{Field: "cast_ids[0]", Message: "must be a JSON integer of at most 9223372036854775807: 99999999999999999999 does not fit in 64 bits"}}},
 		},
 		{
 			name: "every wrong type at once",
 			req:  request{method: "PUT", path: item, body: `{"name":true,"plot":[],"genres":[null,{}],"cast_ids":["1",2,-0.0]}`},
-			want: problemJSON{Status: 422, Detail: "the request has 5 values of the wrong type", Errors: []api.FieldError{
+			want: problemJSON{Status: 422, Detail: "the request has 5 values of the wrong type", Errors: []web.FieldError{
 				{Field: "name", Message: "must be a JSON string, not a JSON boolean"},
 				{Field: "plot", Message: "must be a JSON string, not a JSON array"},
 				{Field: "genres[1]", Message: "must be a JSON string, not a JSON object"},
@@ -319,7 +320,7 @@ func TestMovieErrors(t *testing.T) {
 		{
 			name: "unknown field",
 			req:  request{method: "POST", path: "/api/v1/movies", body: `{"name":"x","year":1999}`},
-			want: problemJSON{Status: 400, Detail: `body has an unknown field "year"`, Errors: []api.FieldError{{Field: "year", Message: "unknown field"}}},
+			want: problemJSON{Status: 400, Detail: `body has an unknown field "year"`, Errors: []web.FieldError{{Field: "year", Message: "unknown field"}}},
 		},
 		{
 			name: "wrong content type",
@@ -344,85 +345,85 @@ func TestMovieErrors(t *testing.T) {
 		{
 			name: "missing name",
 			req:  request{method: "POST", path: "/api/v1/movies", body: `{"plot":"Nobody named it."}`},
-			want: invalid(api.FieldError{Field: "name", Message: "is required"}),
+			want: invalid(web.FieldError{Field: "name", Message: "is required"}),
 		},
 		{
 			name: "blank name and long plot",
 			req:  request{method: "POST", path: "/api/v1/movies", body: `{"name":"   ","plot":"` + strings.Repeat("é", 5001) + `"}`},
 			want: invalid(
-				api.FieldError{Field: "name", Message: "must not be blank"},
-				api.FieldError{Field: "plot", Message: "must have at most 5000 characters"},
+				web.FieldError{Field: "name", Message: "must not be blank"},
+				web.FieldError{Field: "plot", Message: "must have at most 5000 characters"},
 			),
 		},
 		{
 			name: "name of 201 characters",
 			req:  request{method: "PUT", path: item, body: `{"name":"` + strings.Repeat("x", 201) + `"}`},
-			want: invalid(api.FieldError{Field: "name", Message: "must have at most 200 characters"}),
+			want: invalid(web.FieldError{Field: "name", Message: "must have at most 200 characters"}),
 		},
 		{
 			name: "NUL in name and plot",
 			req:  request{method: "POST", path: "/api/v1/movies", body: `{"name":"a\u0000b","plot":"\u0000"}`},
 			want: invalid(
-				api.FieldError{Field: "name", Message: "must not contain NUL characters"},
-				api.FieldError{Field: "plot", Message: "must not contain NUL characters"},
+				web.FieldError{Field: "name", Message: "must not contain NUL characters"},
+				web.FieldError{Field: "plot", Message: "must not contain NUL characters"},
 			),
 		},
 		{
 			name: "bad genres",
 			req:  request{method: "POST", path: "/api/v1/movies", body: `{"name":"x","genres":["Drama"," ","` + strings.Repeat("g", 51) + `","a\u0000"]}`},
 			want: invalid(
-				api.FieldError{Field: "genres[1]", Message: "must not be blank"},
-				api.FieldError{Field: "genres[2]", Message: "must have at most 50 characters"},
-				api.FieldError{Field: "genres[3]", Message: "must not contain NUL characters"},
+				web.FieldError{Field: "genres[1]", Message: "must not be blank"},
+				web.FieldError{Field: "genres[2]", Message: "must have at most 50 characters"},
+				web.FieldError{Field: "genres[3]", Message: "must not contain NUL characters"},
 			),
 		},
 		{
 			name: "genres repeated up to case",
 			req:  request{method: "POST", path: "/api/v1/movies", body: `{"name":"x","genres":["Drama","drama "]}`},
-			want: invalid(api.FieldError{Field: "genres", Message: "must not contain duplicates (compared without regard to case)"}),
+			want: invalid(web.FieldError{Field: "genres", Message: "must not contain duplicates (compared without regard to case)"}),
 		},
 		{
 			name: "21 genres",
 			req:  request{method: "POST", path: "/api/v1/movies", body: `{"name":"x","genres":[` + strings.Join(genres21, ",") + `]}`},
-			want: invalid(api.FieldError{Field: "genres", Message: "must have at most 20 items"}),
+			want: invalid(web.FieldError{Field: "genres", Message: "must have at most 20 items"}),
 		},
 		{
 			name: "bad cast ids",
 			req:  request{method: "POST", path: "/api/v1/movies", body: `{"name":"x","cast_ids":[1,0,-3]}`},
 			want: invalid(
-				api.FieldError{Field: "cast_ids[1]", Message: "must be greater than 0"},
-				api.FieldError{Field: "cast_ids[2]", Message: "must be greater than 0"},
+				web.FieldError{Field: "cast_ids[1]", Message: "must be greater than 0"},
+				web.FieldError{Field: "cast_ids[2]", Message: "must be greater than 0"},
 			),
 		},
 		{
 			name: "repeated cast id",
 			req:  request{method: "POST", path: "/api/v1/movies", body: `{"name":"x","cast_ids":[1,2,1]}`},
-			want: invalid(api.FieldError{Field: "cast_ids", Message: "must not contain duplicates"}),
+			want: invalid(web.FieldError{Field: "cast_ids", Message: "must not contain duplicates"}),
 		},
 		{
 			name: "101 cast ids",
 			req:  request{method: "PUT", path: item, body: `{"name":"x","cast_ids":[` + strings.Join(ids101, ",") + `]}`},
-			want: invalid(api.FieldError{Field: "cast_ids", Message: "must have at most 100 items"}),
+			want: invalid(web.FieldError{Field: "cast_ids", Message: "must have at most 100 items"}),
 		},
 		{
 			name: "patch removes the name",
 			req:  request{method: "PATCH", path: item, body: `{"name":null}`},
-			want: invalid(api.FieldError{Field: "name", Message: "is required"}),
+			want: invalid(web.FieldError{Field: "name", Message: "is required"}),
 		},
 		{
 			name: "patch with unknown field",
 			req:  request{method: "PATCH", path: item, body: `{"year":1950}`},
-			want: problemJSON{Status: 400, Detail: `body has an unknown field "year"`, Errors: []api.FieldError{{Field: "year", Message: "unknown field"}}},
+			want: problemJSON{Status: 400, Detail: `body has an unknown field "year"`, Errors: []web.FieldError{{Field: "year", Message: "unknown field"}}},
 		},
 		{
 			name: "patch with a wrong type",
 			req:  request{method: "PATCH", path: item, body: `{"cast_ids":"1"}`},
-			want: problemJSON{Status: 422, Detail: `field "cast_ids" must be a JSON array of integers, not a JSON string`, Errors: []api.FieldError{{Field: "cast_ids", Message: "must be a JSON array of integers, not a JSON string"}}},
+			want: problemJSON{Status: 422, Detail: `field "cast_ids" must be a JSON array of integers, not a JSON string`, Errors: []web.FieldError{{Field: "cast_ids", Message: "must be a JSON array of integers, not a JSON string"}}},
 		},
 		{
 			name: "patch with a wrong array item",
 			req:  request{method: "PATCH", path: item, body: `{"genres":["Drama",["Noir"]]}`},
-			want: problemJSON{Status: 422, Detail: `field "genres[1]" must be a JSON string, not a JSON array`, Errors: []api.FieldError{{Field: "genres[1]", Message: "must be a JSON string, not a JSON array"}}},
+			want: problemJSON{Status: 422, Detail: `field "genres[1]" must be a JSON string, not a JSON array`, Errors: []web.FieldError{{Field: "genres[1]", Message: "must be a JSON string, not a JSON array"}}},
 		},
 		{
 			name: "patch that is not an object",
@@ -509,7 +510,7 @@ func TestMovieErrors(t *testing.T) {
 		{
 			name: "bad list parameters",
 			req:  request{method: "GET", path: "/api/v1/movies?limit=0&after=-1&cast_id=x&genre=%00&name=%00&sort=name"},
-			want: problemJSON{Status: 400, Detail: "the query string has invalid parameters", Errors: []api.FieldError{
+			want: problemJSON{Status: 400, Detail: "the query string has invalid parameters", Errors: []web.FieldError{
 				{Field: "after", Message: "must be a movie id (a whole number of 0 or more)"},
 				{Field: "cast_id", Message: "must be a cast id (a whole number of 1 or more)"},
 				{Field: "genre", Message: "must not contain NUL characters"},
@@ -521,7 +522,7 @@ func TestMovieErrors(t *testing.T) {
 		{
 			name: "limit over the maximum and cast_id zero",
 			req:  request{method: "GET", path: "/api/v1/movies/?limit=1001&cast_id=0"},
-			want: problemJSON{Status: 400, Detail: "the query string has invalid parameters", Errors: []api.FieldError{
+			want: problemJSON{Status: 400, Detail: "the query string has invalid parameters", Errors: []web.FieldError{
 				{Field: "cast_id", Message: "must be a cast id (a whole number of 1 or more)"},
 				{Field: "limit", Message: "must be a whole number from 1 to 1000"},
 			}},
@@ -529,7 +530,7 @@ func TestMovieErrors(t *testing.T) {
 		{
 			name: "invalid UTF-8 in the text filters",
 			req:  request{method: "GET", path: "/api/v1/movies?genre=%FF&name=caf%C3"},
-			want: problemJSON{Status: 400, Detail: "the query string has invalid parameters", Errors: []api.FieldError{
+			want: problemJSON{Status: 400, Detail: "the query string has invalid parameters", Errors: []web.FieldError{
 				{Field: "genre", Message: "must be valid UTF-8"},
 				{Field: "name", Message: "must be valid UTF-8"},
 			}},
@@ -740,7 +741,7 @@ func TestMovieCastCheck(t *testing.T) {
 	item := "/api/v1/movies/" + itoa(m.ID)
 	casts.takeCalls()
 
-	missing := problemJSON{Status: 422, Detail: "cast_ids names casts that do not exist: 40, 42", Errors: []api.FieldError{
+	missing := problemJSON{Status: 422, Detail: "cast_ids names casts that do not exist: 40, 42", Errors: []web.FieldError{
 		{Field: "cast_ids", Message: "cast 40 does not exist"},
 		{Field: "cast_ids", Message: "cast 42 does not exist"},
 	}}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/go-playground/validator/v10"
 	"github.com/movies-microservices/movies/internal/movie"
+	"github.com/movies-microservices/movies/internal/web"
 	"github.com/rs/zerolog"
 )
 
@@ -21,14 +22,14 @@ type eventRequest struct {
 	CastID     *int64     `json:"cast_id" validate:"omitnil,gt=0"`
 }
 
-// decodeJSONTolerant is decodeJSON for messages of other services, such as events: fields dst does
+// decodeJSONTolerant is web.DecodeJSON for messages of other services, such as events: fields dst does
 // not know are ignored, so that a producer can add some without breaking its consumers.
 func decodeJSONTolerant(w http.ResponseWriter, r *http.Request, dst any) error {
 	mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || !strings.EqualFold(mediaType, "application/json") {
-		return errorf(http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+		return web.NewError(http.StatusUnsupportedMediaType, "Content-Type must be application/json")
 	}
-	return decodeOne(http.MaxBytesReader(w, r.Body, maxBodyBytes), dst, false)
+	return web.DecodeTolerant(http.MaxBytesReader(w, r.Body, web.MaxBodyBytes), dst)
 }
 
 // Event outcomes, as eventResponse.Status says them.
@@ -51,29 +52,29 @@ func handleEventReceive(store Store, v *validator.Validate) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req eventRequest
 		if err := decodeJSONTolerant(w, r, &req); err != nil {
-			respondError(w, r, err)
+			web.RespondError(w, r, err)
 			return
 		}
 		if req.ID != nil {
 			*req.ID = strings.ToLower(*req.ID)
 		}
 		if err := validateRequest(v, req); err != nil {
-			respondError(w, r, err)
+			web.RespondError(w, r, err)
 			return
 		}
 		out := eventResponse{ID: *req.ID, Status: eventIgnored}
 		switch *req.Type {
 		case movie.EventCastDeleted:
 			if req.CastID == nil {
-				respondError(w, r, &statusError{
-					status: http.StatusUnprocessableEntity, detail: "the request has invalid fields",
-					errors: []FieldError{{Field: "cast_id", Message: "is required for a " + movie.EventCastDeleted + " event"}},
+				web.RespondError(w, r, &web.Error{
+					Status: http.StatusUnprocessableEntity, Detail: "the request has invalid fields",
+					Errors: []web.FieldError{{Field: "cast_id", Message: "is required for a " + movie.EventCastDeleted + " event"}},
 				})
 				return
 			}
 			applied, err := store.ApplyCastDeleted(r.Context(), movie.CastDeleted{EventID: *req.ID, CastID: *req.CastID, OccurredAt: *req.OccurredAt})
 			if err != nil {
-				respondError(w, r, err)
+				web.RespondError(w, r, err)
 				return
 			}
 			out.Status, out.MoviesChanged = eventApplied, applied.MoviesChanged
@@ -85,6 +86,6 @@ func handleEventReceive(store Store, v *validator.Validate) http.Handler {
 		}
 		zerolog.Ctx(r.Context()).Info().Str("event_id", out.ID).Str("event_type", *req.Type).
 			Str("outcome", out.Status).Int64("movies_changed", out.MoviesChanged).Msg("event received")
-		writeJSON(w, http.StatusOK, out)
+		web.WriteJSON(w, http.StatusOK, out)
 	})
 }

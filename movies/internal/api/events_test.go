@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/movies-microservices/movies/internal/api"
+	"github.com/movies-microservices/movies/internal/web"
 	"github.com/rs/zerolog"
 )
 
@@ -68,7 +68,7 @@ func TestEventCastDeleted(t *testing.T) {
 		t.Errorf("a movie without the cast changed: ETag %s", got)
 	}
 
-	deleted := problemJSON{Status: 422, Detail: "cast_ids names casts that do not exist: 1", Errors: []api.FieldError{{Field: "cast_ids", Message: "cast 1 does not exist"}}}
+	deleted := problemJSON{Status: 422, Detail: "cast_ids names casts that do not exist: 1", Errors: []web.FieldError{{Field: "cast_ids", Message: "cast 1 does not exist"}}}
 	for _, req := range []request{
 		{method: "POST", path: "/api/v1/movies", body: `{"name":"Late","cast_ids":[3,1]}`},
 		{method: "PUT", path: "/api/v1/movies/" + itoa(other.ID), body: `{"name":"Other","cast_ids":[1]}`},
@@ -115,7 +115,7 @@ func TestEventErrors(t *testing.T) {
 		{
 			name: "missing envelope",
 			req:  request{method: "POST", path: eventsPath, body: `{"cast_id":1}`},
-			want: problemJSON{Status: 422, Detail: "the request has invalid fields", Errors: []api.FieldError{
+			want: problemJSON{Status: 422, Detail: "the request has invalid fields", Errors: []web.FieldError{
 				{Field: "id", Message: "is required"},
 				{Field: "occurred_at", Message: "is required"},
 				{Field: "type", Message: "is required"},
@@ -124,7 +124,7 @@ func TestEventErrors(t *testing.T) {
 		{
 			name: "bad id and cast id",
 			req:  request{method: "POST", path: eventsPath, body: `{"id":"42","type":"cast.deleted","occurred_at":"2024-05-01T10:00:00Z","cast_id":0}`},
-			want: problemJSON{Status: 422, Detail: "the request has invalid fields", Errors: []api.FieldError{
+			want: problemJSON{Status: 422, Detail: "the request has invalid fields", Errors: []web.FieldError{
 				{Field: "cast_id", Message: "must be greater than 0"},
 				{Field: "id", Message: "must be a UUID"},
 			}},
@@ -132,7 +132,7 @@ func TestEventErrors(t *testing.T) {
 		{
 			name: "cast.deleted without cast id",
 			req:  request{method: "POST", path: eventsPath, body: `{"id":"` + id + `","type":"cast.deleted","occurred_at":"2024-05-01T10:00:00Z"}`},
-			want: problemJSON{Status: 422, Detail: "the request has invalid fields", Errors: []api.FieldError{{Field: "cast_id", Message: "is required for a cast.deleted event"}}},
+			want: problemJSON{Status: 422, Detail: "the request has invalid fields", Errors: []web.FieldError{{Field: "cast_id", Message: "is required for a cast.deleted event"}}},
 		},
 		{
 			name: "wrong method",

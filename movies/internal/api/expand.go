@@ -8,6 +8,7 @@ import (
 
 	"github.com/movies-microservices/movies/internal/castsclient"
 	"github.com/movies-microservices/movies/internal/movie"
+	"github.com/movies-microservices/movies/internal/web"
 	"github.com/rs/zerolog"
 )
 
@@ -22,16 +23,16 @@ type expansion struct {
 }
 
 // parseExpand reads the values of ?expand=: each a comma-separated list of what to expand.
-func parseExpand(values []string) (expansion, []FieldError) {
+func parseExpand(values []string) (expansion, []web.FieldError) {
 	var exp expansion
-	var errs []FieldError
+	var errs []web.FieldError
 	for _, v := range values {
 		for name := range strings.SplitSeq(v, ",") {
 			switch strings.TrimSpace(name) {
 			case "casts":
 				exp.casts = true
 			default:
-				errs = append(errs, FieldError{Field: "expand", Message: strconv.Quote(name) + " cannot be expanded (known: casts)"})
+				errs = append(errs, web.FieldError{Field: "expand", Message: strconv.Quote(name) + " cannot be expanded (known: casts)"})
 			}
 		}
 	}

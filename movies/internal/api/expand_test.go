@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/movies-microservices/movies/internal/api"
+	"github.com/movies-microservices/movies/internal/web"
 	"github.com/rs/zerolog"
 )
 
@@ -113,12 +114,12 @@ func TestMovieExpandErrors(t *testing.T) {
 	casts.takeCalls()
 	for _, tt := range []struct {
 		path string
-		errs []api.FieldError
+		errs []web.FieldError
 	}{
-		{"/api/v1/movies/" + itoa(m.ID) + "?expand=cast", []api.FieldError{{Field: "expand", Message: `"cast" cannot be expanded (known: casts)`}}},
-		{"/api/v1/movies/" + itoa(m.ID) + "?expand=casts,genres", []api.FieldError{{Field: "expand", Message: `"genres" cannot be expanded (known: casts)`}}},
-		{"/api/v1/movies?expand=", []api.FieldError{{Field: "expand", Message: `"" cannot be expanded (known: casts)`}}},
-		{"/api/v1/movies?expand=casts&expand=directors&limit=0", []api.FieldError{
+		{"/api/v1/movies/" + itoa(m.ID) + "?expand=cast", []web.FieldError{{Field: "expand", Message: `"cast" cannot be expanded (known: casts)`}}},
+		{"/api/v1/movies/" + itoa(m.ID) + "?expand=casts,genres", []web.FieldError{{Field: "expand", Message: `"genres" cannot be expanded (known: casts)`}}},
+		{"/api/v1/movies?expand=", []web.FieldError{{Field: "expand", Message: `"" cannot be expanded (known: casts)`}}},
+		{"/api/v1/movies?expand=casts&expand=directors&limit=0", []web.FieldError{
 			{Field: "expand", Message: `"directors" cannot be expanded (known: casts)`},
 			{Field: "limit", Message: "must be a whole number from 1 to 1000"},
 		}},

@@ -11,11 +11,13 @@ import (
 
 	"github.com/go-playground/validator/v10"
 	"github.com/movies-microservices/movies/internal/movie"
+	"github.com/movies-microservices/movies/internal/web"
+	"github.com/movies-microservices/movies/internal/web/webtest"
 )
 
 // The fuzz targets below check the request decoding and query parsing of the movie service: on
 // any input they must not panic, and they must either accept it, producing what the store can
-// take, or refuse it with an error that respondError turns into a 4xx problem. Their seeds run
+// take, or refuse it with an error that web.RespondError turns into a 4xx problem. Their seeds run
 // with every `go test`; `go test -fuzz` explores beyond them.
 
 // bodySeeds are bodies for the decoding targets: valid, malformed and hostile.
@@ -40,7 +42,7 @@ var bodySeeds = []string{
 func requireClientError(t *testing.T, err error) {
 	t.Helper()
 	w := httptest.NewRecorder()
-	respondError(w, httptest.NewRequest(http.MethodPost, "/api/v1/movies", nil), err)
+	web.RespondError(w, httptest.NewRequest(http.MethodPost, "/api/v1/movies", nil), err)
 	if w.Code < 400 || w.Code > 499 || w.Header().Get("Content-Type") != "application/problem+json" {
 		t.Fatalf("error %q (%T) answered %d %q, want a 4xx problem", err, err, w.Code, w.Header().Get("Content-Type"))
 	}
@@ -62,7 +64,7 @@ func checkDecoded(t *testing.T, v *validator.Validate, req movieRequest, err err
 	}
 	if err != nil {
 		requireClientError(t, err)
-		requireKnownFields[movieRequest](t, err)
+		webtest.RequireKnownFields[movieRequest](t, err)
 		return
 	}
 	checkStorable(t, req)
@@ -100,7 +102,7 @@ func checkStorable(t *testing.T, req movieRequest) {
 	}
 }
 
-// FuzzDecodeMovieRequest is the body of POST and PUT: decodeJSON into movieRequest, then validation.
+// FuzzDecodeMovieRequest is the body of POST and PUT: web.DecodeJSON into movieRequest, then validation.
 func FuzzDecodeMovieRequest(f *testing.F) {
 	for _, s := range bodySeeds {
 		f.Add([]byte(s), "application/json")
@@ -113,12 +115,12 @@ func FuzzDecodeMovieRequest(f *testing.F) {
 		r := httptest.NewRequest(http.MethodPost, "/api/v1/movies", bytes.NewReader(body))
 		r.Header.Set("Content-Type", contentType)
 		var req movieRequest
-		err := decodeJSON(httptest.NewRecorder(), r, &req, "application/json")
+		err := web.DecodeJSON(httptest.NewRecorder(), r, &req, "application/json")
 		checkDecoded(t, v, req, err)
 	})
 }
 
-// FuzzDecodeMoviePatch is the body of PATCH: decodeJSON into a merge patch, which must be an
+// FuzzDecodeMoviePatch is the body of PATCH: web.DecodeJSON into a merge patch, which must be an
 // object, applied to a movie, then validation.
 func FuzzDecodeMoviePatch(f *testing.F) {
 	for _, s := range bodySeeds {
@@ -131,7 +133,7 @@ func FuzzDecodeMoviePatch(f *testing.F) {
 		r := httptest.NewRequest(http.MethodPatch, "/api/v1/movies/1", bytes.NewReader(body))
 		r.Header.Set("Content-Type", "application/merge-patch+json")
 		var patch any
-		err := decodeJSON(httptest.NewRecorder(), r, &patch, "application/merge-patch+json", "application/json")
+		err := web.DecodeJSON(httptest.NewRecorder(), r, &patch, "application/merge-patch+json", "application/json")
 		if err != nil {
 			requireClientError(t, err)
 			return
@@ -160,7 +162,7 @@ func FuzzParseMovieListQuery(f *testing.F) {
 		p, err := parseMovieListQuery(q)
 		if err != nil {
 			w := httptest.NewRecorder()
-			respondError(w, httptest.NewRequest(http.MethodGet, "/api/v1/movies", nil), err)
+			web.RespondError(w, httptest.NewRequest(http.MethodGet, "/api/v1/movies", nil), err)
 			if w.Code != http.StatusBadRequest {
 				t.Fatalf("query %q: error %q answered %d, want 400", rawQuery, err, w.Code)
 			}

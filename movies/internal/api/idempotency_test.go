@@ -16,6 +16,7 @@ import (
 	"github.com/movies-microservices/movies/internal/api"
 	"github.com/movies-microservices/movies/internal/movie"
 	"github.com/movies-microservices/movies/internal/postgres/pgtest"
+	"github.com/movies-microservices/movies/internal/web"
 	"github.com/rs/zerolog"
 )
 
@@ -64,7 +65,7 @@ func replyOf(t *testing.T, resp *http.Response) reply {
 		ContentType: resp.Header.Get("Content-Type"),
 		Location:    resp.Header.Get("Location"),
 		ETag:        resp.Header.Get("ETag"),
-		Replayed:    resp.Header.Get(api.IdempotentReplayedHeader),
+		Replayed:    resp.Header.Get(web.IdempotentReplayedHeader),
 		Body:        string(body),
 	}
 }
@@ -143,7 +144,7 @@ func TestMovieCreateIdempotent(t *testing.T) {
 		checkProblem(t, resp, "/api/v1/movies", problemJSON{
 			Status: 422,
 			Detail: "the Idempotency-Key was already used with another request (another path or body) in the last 24 hours; use a new key for a new request",
-			Errors: []api.FieldError{{Field: "Idempotency-Key", Message: "was already used with another request"}},
+			Errors: []web.FieldError{{Field: "Idempotency-Key", Message: "was already used with another request"}},
 		})
 	}
 	if n := movies("Wild Strawberries"); n != 0 {
@@ -288,7 +289,7 @@ func TestMovieCreateIdempotencyKeyErrors(t *testing.T) {
 	want := problemJSON{
 		Status: 400,
 		Detail: "the Idempotency-Key header must be sent once, with 1 to 255 printable ASCII characters",
-		Errors: []api.FieldError{{Field: "Idempotency-Key", Message: "must be sent once, with 1 to 255 printable ASCII characters"}},
+		Errors: []web.FieldError{{Field: "Idempotency-Key", Message: "must be sent once, with 1 to 255 printable ASCII characters"}},
 	}
 	for _, tt := range []struct {
 		name string

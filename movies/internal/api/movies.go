@@ -16,6 +16,7 @@ import (
 	"github.com/go-playground/validator/v10"
 	"github.com/movies-microservices/movies/internal/idempotency"
 	"github.com/movies-microservices/movies/internal/movie"
+	"github.com/movies-microservices/movies/internal/web"
 	"github.com/rs/zerolog"
 )
 
@@ -92,11 +93,11 @@ func movieLocation(id int64) string {
 
 // writeMovie sends one movie with its ETag.
 func writeMovie(w http.ResponseWriter, status int, m movie.Movie) {
-	w.Header().Set("ETag", etag(m.Version))
-	writeJSON(w, status, newMovieResponse(m))
+	w.Header().Set("ETag", web.ETag(m.Version))
+	web.WriteJSON(w, status, newMovieResponse(m))
 }
 
-var errCastsUnavailable = errorf(http.StatusServiceUnavailable,
+var errCastsUnavailable = web.NewError(http.StatusServiceUnavailable,
 	"the cast service is unavailable, so the cast ids could not be checked; nothing was written, retry later")
 
 // checkCasts makes sure every id in ids names a cast of the cast service: it answers 422 naming
@@ -106,6 +107,10 @@ func checkCasts(ctx context.Context, casts Casts, ids []int64) error {
 		return nil
 	}
 	missing, err := casts.Missing(ctx, ids)
+	if err != nil && web.ClientGone(ctx) {
+		// Nothing failed: the call was given up with the request (web.RespondError records it).
+		return err
+	}
 	if err != nil {
 		// The client gets only the 503; the cause is for the operator, logged once with the request id.
 		zerolog.Ctx(ctx).Error().Err(err).Msg("cast check failed")
@@ -119,13 +124,13 @@ func checkCasts(ctx context.Context, casts Casts, ids []int64) error {
 
 // missingCastsError is the 422 for a write that names casts that do not exist (any more).
 func missingCastsError(ids []int64) error {
-	se := &statusError{status: http.StatusUnprocessableEntity}
+	se := &web.Error{Status: http.StatusUnprocessableEntity}
 	names := make([]string, len(ids))
 	for i, id := range ids {
 		names[i] = strconv.FormatInt(id, 10)
-		se.errors = append(se.errors, FieldError{Field: "cast_ids", Message: fmt.Sprintf("cast %d does not exist", id)})
+		se.Errors = append(se.Errors, web.FieldError{Field: "cast_ids", Message: fmt.Sprintf("cast %d does not exist", id)})
 	}
-	se.detail = "cast_ids names casts that do not exist: " + strings.Join(names, ", ")
+	se.Detail = "cast_ids names casts that do not exist: " + strings.Join(names, ", ")
 	return se
 }
 
@@ -141,8 +146,8 @@ func sameIDs(a, b []int64) bool {
 func movieCreated(m movie.Movie) (idempotency.Response, error) {
 	header := http.Header{}
 	header.Set("Location", movieLocation(m.ID))
-	header.Set("ETag", etag(m.Version))
-	return jsonResponse(http.StatusCreated, header, newMovieResponse(m))
+	header.Set("ETag", web.ETag(m.Version))
+	return web.JSONResponse(http.StatusCreated, header, newMovieResponse(m))
 }
 
 // canonical is the normalised request as the fingerprint of an idempotent create sees it: an
@@ -164,26 +169,26 @@ func (req movieRequest) canonical() movieRequest {
 // check runs before the transaction: no transaction waits on a call to the cast service.
 func handleMovieCreate(store Store, casts Casts, v *validator.Validate) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		key, err := idempotencyKey(r)
+		key, err := web.IdempotencyKey(r)
 		if err != nil {
-			respondError(w, r, err)
+			web.RespondError(w, r, err)
 			return
 		}
 		var req movieRequest
-		if err := decodeJSON(w, r, &req, "application/json"); err != nil {
-			respondError(w, r, err)
+		if err := web.DecodeJSON(w, r, &req, "application/json"); err != nil {
+			web.RespondError(w, r, err)
 			return
 		}
 		req.normalize()
 		if err := validateRequest(v, req); err != nil {
-			respondError(w, r, err)
+			web.RespondError(w, r, err)
 			return
 		}
 		var once idempotency.Key
 		if key != "" {
-			sum, err := fingerprint(r, req.canonical())
+			sum, err := web.Fingerprint(r, req.canonical())
 			if err != nil {
-				respondError(w, r, err)
+				web.RespondError(w, r, err)
 				return
 			}
 			once = idempotency.Key{Value: key, Fingerprint: sum}
@@ -191,16 +196,16 @@ func handleMovieCreate(store Store, casts Casts, v *validator.Validate) http.Han
 			// while the cast service is down.
 			resp, found, err := store.FindResponse(r.Context(), once)
 			if err != nil {
-				respondError(w, r, storeError(err))
+				web.RespondError(w, r, storeError(err))
 				return
 			}
 			if found {
-				writeResponse(w, resp, true)
+				web.WriteResponse(w, resp, true)
 				return
 			}
 		}
 		if err := checkCasts(r.Context(), casts, req.CastIDs); err != nil {
-			respondError(w, r, err)
+			web.RespondError(w, r, err)
 			return
 		}
 		var (
@@ -216,29 +221,29 @@ func handleMovieCreate(store Store, casts Casts, v *validator.Validate) http.Han
 			resp, replayed, err = store.CreateOnce(r.Context(), req.fields(), once, movieCreated)
 		}
 		if err != nil {
-			respondError(w, r, storeError(err))
+			web.RespondError(w, r, storeError(err))
 			return
 		}
-		writeResponse(w, resp, replayed)
+		web.WriteResponse(w, resp, replayed)
 	})
 }
 
 func handleMovieGet(store Store, casts Casts) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, err := pathID(r)
+		id, err := web.PathID(r)
 		if err != nil {
-			respondError(w, r, err)
+			web.RespondError(w, r, err)
 			return
 		}
 		// Other query parameters are ignored here, as they always were; only expand has a meaning.
 		exp, errs := parseExpand(r.URL.Query()["expand"])
 		if len(errs) > 0 {
-			respondError(w, r, &statusError{status: http.StatusBadRequest, detail: "the query string has invalid parameters", errors: errs})
+			web.RespondError(w, r, &web.Error{Status: http.StatusBadRequest, Detail: "the query string has invalid parameters", Errors: errs})
 			return
 		}
 		m, err := store.Get(r.Context(), id)
 		if err != nil {
-			respondError(w, r, storeError(err))
+			web.RespondError(w, r, storeError(err))
 			return
 		}
 		out := []movieResponse{newMovieResponse(m)}
@@ -246,8 +251,8 @@ func handleMovieGet(store Store, casts Casts) http.Handler {
 			expandCasts(w, r, casts, []movie.Movie{m}, out)
 		}
 		// The ETag is the movie's version, expanded or not: If-Match compares versions.
-		w.Header().Set("ETag", etag(m.Version))
-		writeJSON(w, http.StatusOK, out[0])
+		w.Header().Set("ETag", web.ETag(m.Version))
+		web.WriteJSON(w, http.StatusOK, out[0])
 	})
 }
 
@@ -260,7 +265,7 @@ func handleMovieList(store Store, casts Casts) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		params, err := parseMovieListQuery(r.URL.Query())
 		if err != nil {
-			respondError(w, r, err)
+			web.RespondError(w, r, err)
 			return
 		}
 		// Valid: parseMovieListQuery has checked it.
@@ -269,7 +274,7 @@ func handleMovieList(store Store, casts Casts) http.Handler {
 		params.Limit++ // one more row tells whether a next page exists
 		movies, err := store.List(r.Context(), params)
 		if err != nil {
-			respondError(w, r, err)
+			web.RespondError(w, r, err)
 			return
 		}
 		if len(movies) > pageSize {
@@ -283,42 +288,42 @@ func handleMovieList(store Store, casts Casts) http.Handler {
 		if exp.casts {
 			expandCasts(w, r, casts, movies, out)
 		}
-		writeJSON(w, http.StatusOK, out)
+		web.WriteJSON(w, http.StatusOK, out)
 	})
 }
 
 func parseMovieListQuery(q url.Values) (movie.ListParams, error) {
 	p := movie.ListParams{Limit: defaultPageSize}
-	var errs []FieldError
+	var errs []web.FieldError
 	for key, values := range q {
 		switch key {
 		case "limit":
 			n, err := strconv.Atoi(values[0])
 			if err != nil || n < 1 || n > maxPageSize {
-				errs = append(errs, FieldError{Field: "limit", Message: "must be a whole number from 1 to " + strconv.Itoa(maxPageSize)})
+				errs = append(errs, web.FieldError{Field: "limit", Message: "must be a whole number from 1 to " + strconv.Itoa(maxPageSize)})
 			}
 			p.Limit = n
 		case "after":
 			n, err := strconv.ParseInt(values[0], 10, 64)
 			if err != nil || n < 0 {
-				errs = append(errs, FieldError{Field: "after", Message: "must be a movie id (a whole number of 0 or more)"})
+				errs = append(errs, web.FieldError{Field: "after", Message: "must be a movie id (a whole number of 0 or more)"})
 			}
 			p.After = n
 		case "genre":
 			if msg := badText(values[0]); msg != "" {
-				errs = append(errs, FieldError{Field: "genre", Message: msg})
+				errs = append(errs, web.FieldError{Field: "genre", Message: msg})
 			}
 			// Genres are stored trimmed, so a filter with stray spaces still means the genre.
 			p.Genre = strings.TrimSpace(values[0])
 		case "cast_id":
 			n, err := strconv.ParseInt(values[0], 10, 64)
 			if err != nil || n < 1 {
-				errs = append(errs, FieldError{Field: "cast_id", Message: "must be a cast id (a whole number of 1 or more)"})
+				errs = append(errs, web.FieldError{Field: "cast_id", Message: "must be a cast id (a whole number of 1 or more)"})
 			}
 			p.CastID = n
 		case "name":
 			if msg := badText(values[0]); msg != "" {
-				errs = append(errs, FieldError{Field: "name", Message: msg})
+				errs = append(errs, web.FieldError{Field: "name", Message: msg})
 			}
 			p.Name = values[0]
 		case "expand":
@@ -326,11 +331,11 @@ func parseMovieListQuery(q url.Values) (movie.ListParams, error) {
 			_, expandErrs := parseExpand(values)
 			errs = append(errs, expandErrs...)
 		default:
-			errs = append(errs, FieldError{Field: key, Message: "is not a known query parameter (known: limit, after, genre, cast_id, name, expand)"})
+			errs = append(errs, web.FieldError{Field: key, Message: "is not a known query parameter (known: limit, after, genre, cast_id, name, expand)"})
 		}
 	}
 	if len(errs) > 0 {
-		return p, &statusError{status: http.StatusBadRequest, detail: "the query string has invalid parameters", errors: errs}
+		return p, &web.Error{Status: http.StatusBadRequest, Detail: "the query string has invalid parameters", Errors: errs}
 	}
 	return p, nil
 }
@@ -345,19 +350,19 @@ func nextLink(u *url.URL, lastID int64) string {
 
 func handleMovieReplace(store Store, casts Casts, v *validator.Validate) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, err := pathID(r)
+		id, err := web.PathID(r)
 		if err != nil {
-			respondError(w, r, err)
+			web.RespondError(w, r, err)
 			return
 		}
 		var req movieRequest
-		if err := decodeJSON(w, r, &req, "application/json"); err != nil {
-			respondError(w, r, err)
+		if err := web.DecodeJSON(w, r, &req, "application/json"); err != nil {
+			web.RespondError(w, r, err)
 			return
 		}
 		req.normalize()
 		if err := validateRequest(v, req); err != nil {
-			respondError(w, r, err)
+			web.RespondError(w, r, err)
 			return
 		}
 		// The cast check runs after the movie is found and If-Match holds, so that a request that
@@ -369,7 +374,7 @@ func handleMovieReplace(store Store, casts Casts, v *validator.Validate) http.Ha
 			return req.fields(), nil
 		})
 		if err != nil {
-			respondError(w, r, err)
+			web.RespondError(w, r, err)
 			return
 		}
 		writeMovie(w, http.StatusOK, m)
@@ -378,18 +383,18 @@ func handleMovieReplace(store Store, casts Casts, v *validator.Validate) http.Ha
 
 func handleMoviePatch(store Store, casts Casts, v *validator.Validate) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, err := pathID(r)
+		id, err := web.PathID(r)
 		if err != nil {
-			respondError(w, r, err)
+			web.RespondError(w, r, err)
 			return
 		}
 		var patch any
-		if err := decodeJSON(w, r, &patch, "application/merge-patch+json", "application/json"); err != nil {
-			respondError(w, r, err)
+		if err := web.DecodeJSON(w, r, &patch, "application/merge-patch+json", "application/json"); err != nil {
+			web.RespondError(w, r, err)
 			return
 		}
 		if _, ok := patch.(map[string]any); !ok {
-			respondError(w, r, errorf(http.StatusBadRequest, "a merge patch must be a JSON object"))
+			web.RespondError(w, r, web.NewError(http.StatusBadRequest, "a merge patch must be a JSON object"))
 			return
 		}
 		m, err := updateMovie(r, store, id, func(cur movie.Movie) (movie.Fields, error) {
@@ -411,7 +416,7 @@ func handleMoviePatch(store Store, casts Casts, v *validator.Validate) http.Hand
 			return req.fields(), nil
 		})
 		if err != nil {
-			respondError(w, r, err)
+			web.RespondError(w, r, err)
 			return
 		}
 		writeMovie(w, http.StatusOK, m)
@@ -425,7 +430,7 @@ const maxUpdateAttempts = 3
 // updateMovie reads the movie, lets change compute the new fields from it and writes them only if
 // the movie is still the version read, so that no concurrent write is lost.
 func updateMovie(r *http.Request, store Store, id int64, change func(movie.Movie) (movie.Fields, error)) (movie.Movie, error) {
-	cond, err := parseIfMatch(r.Header)
+	cond, err := web.ParseIfMatch(r.Header)
 	if err != nil {
 		return movie.Movie{}, err
 	}
@@ -434,15 +439,15 @@ func updateMovie(r *http.Request, store Store, id int64, change func(movie.Movie
 		if err != nil {
 			return movie.Movie{}, storeError(err)
 		}
-		if !cond.matches(cur.Version) {
-			return movie.Movie{}, errPreconditionFailed
+		if !cond.Matches(cur.Version) {
+			return movie.Movie{}, web.ErrPreconditionFailed
 		}
 		f, err := change(cur)
 		if err != nil {
 			return movie.Movie{}, err
 		}
 		m, err := store.Update(r.Context(), id, cur.Version, f)
-		if errors.Is(err, movie.ErrVersionMismatch) && !cond.present {
+		if errors.Is(err, movie.ErrVersionMismatch) && !cond.Present {
 			continue
 		}
 		if err != nil {
@@ -450,36 +455,36 @@ func updateMovie(r *http.Request, store Store, id int64, change func(movie.Movie
 		}
 		return m, nil
 	}
-	return movie.Movie{}, errorf(http.StatusConflict, "the movie kept changing while this request tried to update it; retry")
+	return movie.Movie{}, web.NewError(http.StatusConflict, "the movie kept changing while this request tried to update it; retry")
 }
 
 func handleMovieDelete(store Store) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, err := pathID(r)
+		id, err := web.PathID(r)
 		if err != nil {
-			respondError(w, r, err)
+			web.RespondError(w, r, err)
 			return
 		}
-		cond, err := parseIfMatch(r.Header)
+		cond, err := web.ParseIfMatch(r.Header)
 		if err != nil {
-			respondError(w, r, err)
+			web.RespondError(w, r, err)
 			return
 		}
 		var version *int64
-		if cond.present {
+		if cond.Present {
 			cur, err := store.Get(r.Context(), id)
 			if err != nil {
-				respondError(w, r, storeError(err))
+				web.RespondError(w, r, storeError(err))
 				return
 			}
-			if !cond.matches(cur.Version) {
-				respondError(w, r, errPreconditionFailed)
+			if !cond.Matches(cur.Version) {
+				web.RespondError(w, r, web.ErrPreconditionFailed)
 				return
 			}
 			version = &cur.Version
 		}
 		if err := store.Delete(r.Context(), id, version); err != nil {
-			respondError(w, r, storeError(err))
+			web.RespondError(w, r, storeError(err))
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -494,11 +499,11 @@ func storeError(err error) error {
 		// To the client a deleted cast is one that does not exist, as the cast service says too.
 		return missingCastsError(deleted.IDs)
 	case errors.Is(err, movie.ErrNotFound):
-		return errorf(http.StatusNotFound, "no movie has this id")
+		return web.NewError(http.StatusNotFound, "no movie has this id")
 	case errors.Is(err, movie.ErrVersionMismatch):
-		return errPreconditionFailed
+		return web.ErrPreconditionFailed
 	case errors.Is(err, idempotency.ErrKeyReused):
-		return errIdempotencyKeyReused
+		return web.ErrIdempotencyKeyReused
 	default:
 		return err
 	}
@@ -523,7 +528,7 @@ func applyMergePatch[T any](current T, patch any) (T, error) {
 	if err != nil {
 		return out, err
 	}
-	err = decodeStrict(bytes.NewReader(merged), &out)
+	err = web.DecodeStrict(bytes.NewReader(merged), &out)
 	return out, err
 }
 

@@ -1,4 +1,5 @@
-// Package api is the HTTP interface of the movie service.
+// Package api is the HTTP interface of the movie service: its routes, handlers and OpenAPI
+// document. The plumbing they stand on, the same in both services, is package web.
 package api
 
 import (
@@ -10,6 +11,7 @@ import (
 	"github.com/movies-microservices/movies/internal/castsclient"
 	"github.com/movies-microservices/movies/internal/idempotency"
 	"github.com/movies-microservices/movies/internal/movie"
+	"github.com/movies-microservices/movies/internal/web"
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
@@ -44,13 +46,13 @@ type Deps struct {
 	Store  Store
 	Casts  Casts
 	// Auth checks the credentials of every write; nil refuses them all.
-	Auth Authenticator
+	Auth web.Authenticator
 	// DocsAudience is the audience the docs page's token requests ask for (see handleDocs);
 	// empty asks for none.
 	DocsAudience string
 	// Ready reports whether the service can take traffic: false while shutting down or when the
 	// database does not answer. The cast service is not part of it: reads still work without it.
-	// With database false it leaves the database out (see handleReady).
+	// With database false it leaves the database out (see web.HandleReady).
 	Ready func(ctx context.Context, database bool) error
 	// RequestTimeout bounds each request: past it, what the request waits for (the database, the
 	// cast service) is given up and the request is answered 503. Zero means no bound.
@@ -71,13 +73,13 @@ func NewServer(d Deps) http.Handler {
 	addRoutes(mux, d.Store, d.Casts, d.Auth, d.Ready, newValidator(), d.DocsAudience, d.Metrics)
 	// The deadline is set outside the access log, which must see the request the mux records the
 	// matched pattern on. The span is outermost: it times the whole request.
-	h := withTimeout(d.RequestTimeout, withAccessLog(d.Logger, withProblemForUnrouted(mux)))
-	return withTracing(d.TracerProvider, d.MeterProvider, d.Propagator, h)
+	h := web.WithTimeout(d.RequestTimeout, web.WithAccessLog(d.Logger, web.WithProblemForUnrouted(mux)))
+	return web.WithTracing(d.TracerProvider, d.MeterProvider, d.Propagator, h)
 }
 
 func newValidator() *validator.Validate {
 	v := validator.New(validator.WithRequiredStructEnabled())
-	v.RegisterTagNameFunc(jsonFieldName)
+	v.RegisterTagNameFunc(web.JSONFieldName)
 	v.RegisterValidation("nonul", noNUL)           //nolint:errcheck // fails only on an empty tag name
 	v.RegisterValidation("uniquefold", uniqueFold) //nolint:errcheck // fails only on an empty tag name
 	return v

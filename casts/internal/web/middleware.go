@@ -1,9 +1,10 @@
-package api
+package web
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -42,10 +43,10 @@ func setClientID(ctx context.Context, id string) {
 	}
 }
 
-// withAccessLog gives every request an id (the caller's, if it sent a sane one), a logger that carries
-// it, and the request's trace and span ids if it is traced (see withTracing), and writes one log
+// WithAccessLog gives every request an id (the caller's, if it sent a sane one), a logger that carries
+// it, and the request's trace and span ids if it is traced (see WithTracing), and writes one log
 // line when the request is done. It also turns a panic into a logged 500.
-func withAccessLog(logger zerolog.Logger, next http.Handler) http.Handler {
+func WithAccessLog(logger zerolog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		id := r.Header.Get(RequestIDHeader)
@@ -75,7 +76,7 @@ func withAccessLog(logger zerolog.Logger, next http.Handler) http.Handler {
 				}
 				l.Error().Interface("panic", v).Msg("handler panicked")
 				if rec.status == 0 {
-					writeProblem(rec, r, http.StatusInternalServerError, "The server failed to handle the request; it has been logged with the request id.", nil)
+					WriteProblem(rec, r, http.StatusInternalServerError, "The server failed to handle the request; it has been logged with the request id.", nil)
 				}
 			}
 			// The mux records the matched pattern on the request it was handed.
@@ -117,19 +118,77 @@ func nameSpan(r *http.Request, span trace.Span) {
 // say nothing of the service's work.
 var untraced = map[string]bool{"/livez": true, "/readyz": true, "/metrics": true}
 
-// withTracing makes a server span of every request but the probes and the scrapes, continuing the
+// WithTracing makes a server span of every request but the probes and the scrapes, continuing the
 // trace context the caller sent (read with prop), and records its duration (the histogram
 // http.server.request.duration). The span is named after the method here, and after the route
-// once the mux has matched one (see nameSpan). A nil provider or propagator means none.
-func withTracing(tp trace.TracerProvider, mp metric.MeterProvider, prop propagation.TextMapPropagator, next http.Handler) http.Handler {
+// once the mux has matched one (see nameSpan). A nil provider or propagator means none. It is
+// the outermost layer, and so the one that keeps the answer to a client that has gone from the
+// wire (see StatusClientClosedRequest).
+func WithTracing(tp trace.TracerProvider, mp metric.MeterProvider, prop propagation.TextMapPropagator, next http.Handler) http.Handler {
 	tp, mp, prop = telemetry.OrNoop(tp, mp, prop)
-	return otelhttp.NewHandler(next, "http.server",
+	return withNothingForGoneClient(otelhttp.NewHandler(next, "http.server",
 		otelhttp.WithTracerProvider(tp),
 		otelhttp.WithMeterProvider(mp),
 		otelhttp.WithPropagators(prop),
 		otelhttp.WithFilter(func(r *http.Request) bool { return !untraced[r.URL.Path] }),
-	)
+	))
 }
+
+// StatusClientClosedRequest is nginx's 499: the client closed its connection before the answer
+// (wrk does at the end of a run, a browser when the user navigates away). RespondError "answers"
+// such a request with it instead of the 503 that the cancelled query or call would make, so that
+// the access log, the request's span and the status label of its duration record the client's
+// cancellation, not a failure of the service. It never reaches the wire: the outermost layer
+// (withNothingForGoneClient) drops the connection without an answer, as nginx does.
+const StatusClientClosedRequest = 499
+
+// ClientGone reports whether ctx, a request's context, says that the client has closed its
+// connection: net/http cancels the request's context when it does. Nothing of the server's own cancels it: the request's deadline
+// (WithTimeout) ends it with context.DeadlineExceeded, which stays the service's 503, and
+// Shutdown lets the requests in flight finish.
+func ClientGone(ctx context.Context) bool {
+	return errors.Is(ctx.Err(), context.Canceled)
+}
+
+// withNothingForGoneClient sends nothing for a request answered StatusClientClosedRequest, and
+// aborts it with http.ErrAbortHandler, so that net/http does not send the 200 it sends for a
+// handler that wrote nothing either (a client that only half-closed its connection would read
+// it). net/http closes the connection and logs nothing for that panic.
+func withNothingForGoneClient(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gw := &goneClientWriter{ResponseWriter: w}
+		next.ServeHTTP(gw, r)
+		if gw.gone {
+			panic(http.ErrAbortHandler)
+		}
+	})
+}
+
+// goneClientWriter passes everything on to the client until the request is answered
+// StatusClientClosedRequest, and nothing after.
+type goneClientWriter struct {
+	http.ResponseWriter
+	gone bool
+}
+
+func (w *goneClientWriter) WriteHeader(status int) {
+	if status == StatusClientClosedRequest {
+		w.gone = true
+	}
+	if !w.gone {
+		w.ResponseWriter.WriteHeader(status)
+	}
+}
+
+func (w *goneClientWriter) Write(b []byte) (int, error) {
+	if w.gone {
+		return 0, http.ErrAbortHandler
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *goneClientWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func validRequestID(id string) bool {
 	if id == "" || len(id) > 128 {
@@ -175,10 +234,10 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
-// withTimeout gives each request a deadline of d (none if d is 0). The database calls a request
+// WithTimeout gives each request a deadline of d (none if d is 0). The database calls a request
 // makes follow its context, so when the database hangs or is unreachable they are given up at the
-// deadline, and respondError answers 503, instead of the request waiting as long as the client.
-func withTimeout(d time.Duration, next http.Handler) http.Handler {
+// deadline, and RespondError answers 503, instead of the request waiting as long as the client.
+func WithTimeout(d time.Duration, next http.Handler) http.Handler {
 	if d <= 0 {
 		return next
 	}
@@ -189,9 +248,9 @@ func withTimeout(d time.Duration, next http.Handler) http.Handler {
 	})
 }
 
-// withProblemForUnrouted answers requests that match no route with problem+json instead of the
+// WithProblemForUnrouted answers requests that match no route with problem+json instead of the
 // mux's plain text, keeping the status (404 or 405) and the Allow header the mux computed.
-func withProblemForUnrouted(mux *http.ServeMux) http.Handler {
+func WithProblemForUnrouted(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, pattern := mux.Handler(r)
 		if pattern != "" {
@@ -203,9 +262,9 @@ func withProblemForUnrouted(mux *http.ServeMux) http.Handler {
 		switch probe.status {
 		case http.StatusMethodNotAllowed:
 			w.Header().Set("Allow", probe.header.Get("Allow"))
-			writeProblem(w, r, http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed here; allowed: "+probe.header.Get("Allow"), nil)
+			WriteProblem(w, r, http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed here; allowed: "+probe.header.Get("Allow"), nil)
 		default:
-			writeProblem(w, r, http.StatusNotFound, "no resource at "+r.URL.Path, nil)
+			WriteProblem(w, r, http.StatusNotFound, "no resource at "+r.URL.Path, nil)
 		}
 	})
 }

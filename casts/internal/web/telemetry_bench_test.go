@@ -1,4 +1,4 @@
-package api
+package web
 
 import (
 	"context"
@@ -6,7 +6,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/movies-microservices/movies/internal/telemetry"
+	"github.com/movies-microservices/casts/internal/telemetry"
 	"github.com/rs/zerolog"
 )
 
@@ -15,12 +15,12 @@ import (
 // ("noop"), with the metrics but no tracing (no OTEL_EXPORTER_OTLP_ENDPOINT, as without a
 // collector: "metrics"). The request carries a caller's traceparent, as through Traefik.
 //
-//	go test -run '^$' -bench RequestTelemetry ./movies/internal/api/
+//	go test -run '^$' -bench RequestTelemetry ./casts/internal/web/
 func BenchmarkRequestTelemetry(b *testing.B) {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /api/v1/movies/{id}", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(`{"id":1}`)) }) //nolint:errcheck // a recorder
-	inner := withAccessLog(zerolog.Nop(), withProblemForUnrouted(mux))
-	tel, err := telemetry.Setup(context.Background(), "movies", func(string) string { return "" }, zerolog.Nop())
+	mux.HandleFunc("GET /api/v1/casts/{id}", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(`{"id":1}`)) }) //nolint:errcheck // a recorder
+	inner := WithAccessLog(zerolog.Nop(), WithProblemForUnrouted(mux))
+	tel, err := telemetry.Setup(context.Background(), "casts", func(string) string { return "" }, zerolog.Nop())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -29,11 +29,11 @@ func BenchmarkRequestTelemetry(b *testing.B) {
 		h    http.Handler
 	}{
 		{"none", inner},
-		{"noop", withTracing(nil, nil, nil, inner)},
-		{"metrics", withTracing(tel.TracerProvider(), tel.MeterProvider(), tel.Propagator(), inner)},
+		{"noop", WithTracing(nil, nil, nil, inner)},
+		{"metrics", WithTracing(tel.TracerProvider(), tel.MeterProvider(), tel.Propagator(), inner)},
 	} {
 		b.Run(v.name, func(b *testing.B) {
-			req := httptest.NewRequest(http.MethodGet, "/api/v1/movies/1", nil)
+			req := httptest.NewRequest(http.MethodGet, "/api/v1/casts/1", nil)
 			req.Header.Set("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
 			b.ReportAllocs()
 			for b.Loop() {

@@ -1,4 +1,4 @@
-package api
+package web
 
 import (
 	"bytes"
@@ -14,27 +14,34 @@ import (
 	"strings"
 )
 
-// maxBodyBytes bounds every request body.
-const maxBodyBytes = 1 << 20
+// MaxBodyBytes bounds every request body.
+const MaxBodyBytes = 1 << 20
 
 // maxTypeErrors bounds the errors listed for values of the wrong type: a 1 MiB list of them
 // would otherwise become a problem document larger than the body.
 const maxTypeErrors = 20
 
-// decodeJSON reads exactly one JSON value from the body into dst and turns every way that can
+// DecodeJSON reads exactly one JSON value from the body into dst and turns every way that can
 // fail into a 4xx that says what is wrong and where. contentTypes lists the accepted media types.
-func decodeJSON(w http.ResponseWriter, r *http.Request, dst any, contentTypes ...string) error {
+func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any, contentTypes ...string) error {
 	mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || !containsFold(contentTypes, mediaType) {
-		return errorf(http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Type must be %s", strings.Join(contentTypes, " or ")))
+		return NewError(http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Type must be %s", strings.Join(contentTypes, " or ")))
 	}
 
-	return decodeStrict(http.MaxBytesReader(w, r.Body, maxBodyBytes), dst)
+	return DecodeStrict(http.MaxBytesReader(w, r.Body, MaxBodyBytes), dst)
 }
 
-// decodeStrict decodes exactly one JSON value with no unknown fields from src into dst.
-func decodeStrict(src io.Reader, dst any) error {
+// DecodeStrict decodes exactly one JSON value with no unknown fields from src into dst.
+func DecodeStrict(src io.Reader, dst any) error {
 	return decodeOne(src, dst, true)
+}
+
+// DecodeTolerant decodes exactly one JSON value from src into dst, ignoring the fields dst does
+// not know: for messages of other services, so that a producer can add fields without breaking
+// its consumers.
+func DecodeTolerant(src io.Reader, dst any) error {
+	return decodeOne(src, dst, false)
 }
 
 // decodeOne decodes exactly one JSON value from src into dst; strict rejects unknown fields.
@@ -56,7 +63,7 @@ func decodeOne(src io.Reader, dst any, strict bool) error {
 		if errors.As(err, &maxErr) {
 			return jsonError(err)
 		}
-		return errorf(http.StatusBadRequest, "body must contain a single JSON value")
+		return NewError(http.StatusBadRequest, "body must contain a single JSON value")
 	}
 	if err := checkTypes(raw, reflect.TypeOf(dst), strict); err != nil {
 		return err
@@ -82,34 +89,34 @@ func jsonError(err error) error {
 	)
 	switch {
 	case errors.As(err, &syntaxErr):
-		return errorf(http.StatusBadRequest, fmt.Sprintf("body is not valid JSON (at byte %d): %s", syntaxErr.Offset, syntaxErr.Error()))
+		return NewError(http.StatusBadRequest, fmt.Sprintf("body is not valid JSON (at byte %d): %s", syntaxErr.Offset, syntaxErr.Error()))
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		return errorf(http.StatusBadRequest, "body is truncated JSON")
+		return NewError(http.StatusBadRequest, "body is truncated JSON")
 	case errors.As(err, &typeErr) && typeErr.Field == "":
-		return errorf(http.StatusBadRequest, fmt.Sprintf("body must be a JSON object, not a JSON %s", typeErr.Value))
+		return NewError(http.StatusBadRequest, fmt.Sprintf("body must be a JSON object, not a JSON %s", typeErr.Value))
 	case errors.As(err, &typeErr):
 		want := jsonTypeName(typeErr.Type)
-		return &statusError{
-			status: http.StatusUnprocessableEntity,
-			detail: fmt.Sprintf("field %q must be a JSON %s", typeErr.Field, want),
-			errors: []FieldError{{Field: typeErr.Field, Message: "must be a JSON " + want}},
+		return &Error{
+			Status: http.StatusUnprocessableEntity,
+			Detail: fmt.Sprintf("field %q must be a JSON %s", typeErr.Field, want),
+			Errors: []FieldError{{Field: typeErr.Field, Message: "must be a JSON " + want}},
 		}
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		return unknownFieldError(strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`))
 	case errors.As(err, &maxErr):
-		return errorf(http.StatusRequestEntityTooLarge, fmt.Sprintf("body must not be larger than %d bytes", maxErr.Limit))
+		return NewError(http.StatusRequestEntityTooLarge, fmt.Sprintf("body must not be larger than %d bytes", maxErr.Limit))
 	case errors.Is(err, io.EOF):
-		return errorf(http.StatusBadRequest, "body must not be empty")
+		return NewError(http.StatusBadRequest, "body must not be empty")
 	default:
-		return errorf(http.StatusBadRequest, "body could not be decoded: "+err.Error())
+		return NewError(http.StatusBadRequest, "body could not be decoded: "+err.Error())
 	}
 }
 
 func unknownFieldError(field string) error {
-	return &statusError{
-		status: http.StatusBadRequest,
-		detail: fmt.Sprintf("body has an unknown field %q", field),
-		errors: []FieldError{{Field: field, Message: "unknown field"}},
+	return &Error{
+		Status: http.StatusBadRequest,
+		Detail: fmt.Sprintf("body has an unknown field %q", field),
+		Errors: []FieldError{{Field: field, Message: "unknown field"}},
 	}
 }
 
@@ -133,7 +140,7 @@ func checkTypes(raw json.RawMessage, t reflect.Type, strict bool) error {
 	}
 	if t.Kind() == reflect.Struct && !decodesItself(t) {
 		if kind := jsonKind(raw); kind != "object" && kind != "null" {
-			return errorf(http.StatusBadRequest, "body must be a JSON object, not a JSON "+kind)
+			return NewError(http.StatusBadRequest, "body must be a JSON object, not a JSON "+kind)
 		}
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
@@ -150,17 +157,17 @@ func checkTypes(raw json.RawMessage, t reflect.Type, strict bool) error {
 	case 0:
 		return nil
 	case 1:
-		return &statusError{
-			status: http.StatusUnprocessableEntity,
-			detail: fmt.Sprintf("field %q %s", c.errs[0].Field, c.errs[0].Message),
-			errors: c.errs,
+		return &Error{
+			Status: http.StatusUnprocessableEntity,
+			Detail: fmt.Sprintf("field %q %s", c.errs[0].Field, c.errs[0].Message),
+			Errors: c.errs,
 		}
 	default:
 		detail := fmt.Sprintf("the request has %d values of the wrong type", c.count)
 		if c.count > len(c.errs) {
 			detail += fmt.Sprintf("; the first %d are listed", len(c.errs))
 		}
-		return &statusError{status: http.StatusUnprocessableEntity, detail: detail, errors: c.errs}
+		return &Error{Status: http.StatusUnprocessableEntity, Detail: detail, Errors: c.errs}
 	}
 }
 
@@ -454,6 +461,17 @@ func jsonTypeName(t reflect.Type) string {
 	}
 }
 
+// JSONFieldName is the name by which encoding/json knows the struct field f, for messages that
+// name fields as the client wrote them (see validator's RegisterTagNameFunc); "" when f is not
+// in JSON.
+func JSONFieldName(f reflect.StructField) string {
+	name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+	if name == "-" {
+		return ""
+	}
+	return name
+}
+
 func containsFold(list []string, s string) bool {
 	for _, v := range list {
 		if strings.EqualFold(v, s) {
@@ -463,8 +481,8 @@ func containsFold(list []string, s string) bool {
 	return false
 }
 
-// writeJSON sends v as JSON with status.
-func writeJSON(w http.ResponseWriter, status int, v any) {
+// WriteJSON sends v as JSON with status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
 	writeJSONType(w, status, "application/json", v)
 }
 

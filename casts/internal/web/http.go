@@ -1,4 +1,4 @@
-package api
+package web
 
 import (
 	"context"
@@ -8,42 +8,44 @@ import (
 	"strings"
 )
 
-var errPreconditionFailed = errorf(http.StatusPreconditionFailed, "If-Match does not match the current ETag: the resource changed since you read it")
+// ErrPreconditionFailed answers a conditional write whose If-Match names no current version.
+var ErrPreconditionFailed = NewError(http.StatusPreconditionFailed, "If-Match does not match the current ETag: the resource changed since you read it")
 
-// pathID reads the {id} path value. Anything that is not a positive decimal id names no resource,
+// PathID reads the {id} path value. Anything that is not a positive decimal id names no resource,
 // so it is a 404 like any other missing resource.
-func pathID(r *http.Request) (int64, error) {
+func PathID(r *http.Request) (int64, error) {
 	s := r.PathValue("id")
 	for i := 0; i < len(s); i++ {
 		if s[i] < '0' || s[i] > '9' {
-			return 0, errorf(http.StatusNotFound, "no resource at "+r.URL.Path)
+			return 0, NewError(http.StatusNotFound, "no resource at "+r.URL.Path)
 		}
 	}
 	id, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || id < 1 {
-		return 0, errorf(http.StatusNotFound, "no resource at "+r.URL.Path)
+		return 0, NewError(http.StatusNotFound, "no resource at "+r.URL.Path)
 	}
 	return id, nil
 }
 
-// etag is the strong entity tag of a resource version.
-func etag(version int64) string {
+// ETag is the strong entity tag of a resource version.
+func ETag(version int64) string {
 	return `"` + strconv.FormatInt(version, 10) + `"`
 }
 
-// ifMatch is a parsed If-Match header (RFC 9110 section 13.1.1).
-type ifMatch struct {
-	present  bool
+// IfMatch is a parsed If-Match header (RFC 9110 section 13.1.1).
+type IfMatch struct {
+	Present  bool // the request has an If-Match header
 	any      bool
 	versions []int64
 }
 
-func parseIfMatch(h http.Header) (ifMatch, error) {
+// ParseIfMatch reads the If-Match header of a request; a malformed one is a 400.
+func ParseIfMatch(h http.Header) (IfMatch, error) {
 	values := h.Values("If-Match")
 	if len(values) == 0 {
-		return ifMatch{}, nil
+		return IfMatch{}, nil
 	}
-	cond := ifMatch{present: true}
+	cond := IfMatch{Present: true}
 	for _, v := range values {
 		for _, tag := range strings.Split(v, ",") {
 			tag = strings.TrimSpace(tag)
@@ -57,16 +59,16 @@ func parseIfMatch(h http.Header) (ifMatch, error) {
 				}
 			case strings.HasPrefix(tag, `W/"`):
 			default:
-				return ifMatch{}, errorf(http.StatusBadRequest, `If-Match must be "*" or a list of quoted entity tags such as "3"`)
+				return IfMatch{}, NewError(http.StatusBadRequest, `If-Match must be "*" or a list of quoted entity tags such as "3"`)
 			}
 		}
 	}
 	return cond, nil
 }
 
-// matches reports whether a resource at version satisfies the condition (true when there is none).
-func (c ifMatch) matches(version int64) bool {
-	if !c.present || c.any {
+// Matches reports whether a resource at version satisfies the condition (true when there is none).
+func (c IfMatch) Matches(version int64) bool {
+	if !c.Present || c.any {
 		return true
 	}
 	for _, v := range c.versions {
@@ -77,33 +79,34 @@ func (c ifMatch) matches(version int64) bool {
 	return false
 }
 
-func handleLive() http.Handler {
+// HandleLive answers /livez: the process is up and serving.
+func HandleLive() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 }
 
-// handleReady answers /readyz: 200 when the service can take traffic, else 503 problem+json saying
+// HandleReady answers /readyz: 200 when the service can take traffic, else 503 problem+json saying
 // why. ?exclude=database leaves the database check out, so only shutting down fails it: that is
 // the load balancer's probe (traefik/dynamic, compose.yaml), which keeps instances in rotation
 // through a database outage, where each answers 503 problem+json at once, instead of taking
 // them all out and leaving clients Traefik's plain-text "no available server". The trade-off: a
 // replica that alone loses the database stays in rotation too (the databases are one per
 // service, shared by its replicas, so that is the rarer failure).
-func handleReady(ready func(ctx context.Context, database bool) error) http.Handler {
+func HandleReady(ready func(ctx context.Context, database bool) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		database := true
 		for _, check := range r.URL.Query()["exclude"] {
 			if check != "database" {
-				writeProblem(w, r, http.StatusBadRequest, fmt.Sprintf("exclude: no check named %q; the only one is \"database\"", check), nil)
+				WriteProblem(w, r, http.StatusBadRequest, fmt.Sprintf("exclude: no check named %q; the only one is \"database\"", check), nil)
 				return
 			}
 			database = false
 		}
 		if err := ready(r.Context(), database); err != nil {
-			writeProblem(w, r, http.StatusServiceUnavailable, "not ready: "+err.Error(), nil)
+			WriteProblem(w, r, http.StatusServiceUnavailable, "not ready: "+err.Error(), nil)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 }

@@ -1,4 +1,4 @@
-package api
+package web
 
 import (
 	"bytes"
@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/movies-microservices/movies/internal/idempotency"
+	"github.com/movies-microservices/casts/internal/idempotency"
 )
 
 const (
@@ -20,21 +20,22 @@ const (
 	maxIdempotencyKey = 255
 )
 
-var errIdempotencyKey = &statusError{
-	status: http.StatusBadRequest,
-	detail: "the Idempotency-Key header must be sent once, with 1 to 255 printable ASCII characters",
-	errors: []FieldError{{Field: IdempotencyKeyHeader, Message: "must be sent once, with 1 to 255 printable ASCII characters"}},
+var errIdempotencyKey = &Error{
+	Status: http.StatusBadRequest,
+	Detail: "the Idempotency-Key header must be sent once, with 1 to 255 printable ASCII characters",
+	Errors: []FieldError{{Field: IdempotencyKeyHeader, Message: "must be sent once, with 1 to 255 printable ASCII characters"}},
 }
 
-var errIdempotencyKeyReused = &statusError{
-	status: http.StatusUnprocessableEntity,
-	detail: "the Idempotency-Key was already used with another request (another path or body) in the last 24 hours; use a new key for a new request",
-	errors: []FieldError{{Field: IdempotencyKeyHeader, Message: "was already used with another request"}},
+// ErrIdempotencyKeyReused answers a create whose key came with another request before.
+var ErrIdempotencyKeyReused = &Error{
+	Status: http.StatusUnprocessableEntity,
+	Detail: "the Idempotency-Key was already used with another request (another path or body) in the last 24 hours; use a new key for a new request",
+	Errors: []FieldError{{Field: IdempotencyKeyHeader, Message: "was already used with another request"}},
 }
 
-// idempotencyKey returns the request's Idempotency-Key, or "" when it has none. It reaches the
+// IdempotencyKey returns the request's Idempotency-Key, or "" when it has none. It reaches the
 // database, so it must be text PostgreSQL takes: printable ASCII, and bounded.
-func idempotencyKey(r *http.Request) (string, error) {
+func IdempotencyKey(r *http.Request) (string, error) {
 	values := r.Header.Values(IdempotencyKeyHeader)
 	if len(values) == 0 {
 		return "", nil
@@ -51,10 +52,10 @@ func idempotencyKey(r *http.Request) (string, error) {
 	return key, nil
 }
 
-// fingerprint identifies what a request asks: its method, its path in the form without a trailing
+// Fingerprint identifies what a request asks: its method, its path in the form without a trailing
 // slash (both forms are the same request), and canonical, its decoded and normalised body in its
 // wire form (JSON names), so that bodies differing only in spacing or key order are the same request.
-func fingerprint(r *http.Request, canonical any) ([]byte, error) {
+func Fingerprint(r *http.Request, canonical any) ([]byte, error) {
 	body, err := json.Marshal(canonical)
 	if err != nil {
 		return nil, err
@@ -65,9 +66,9 @@ func fingerprint(r *http.Request, canonical any) ([]byte, error) {
 	return h.Sum(nil), nil
 }
 
-// jsonResponse is v as a complete JSON response, as writeJSON would send it, with the headers in
+// JSONResponse is v as a complete JSON response, as WriteJSON would send it, with the headers in
 // header; it is what an idempotent create stores and replays.
-func jsonResponse(status int, header http.Header, v any) (idempotency.Response, error) {
+func JSONResponse(status int, header http.Header, v any) (idempotency.Response, error) {
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(v); err != nil {
 		return idempotency.Response{}, err
@@ -76,8 +77,8 @@ func jsonResponse(status int, header http.Header, v any) (idempotency.Response, 
 	return idempotency.Response{Status: status, Header: header, Body: buf.Bytes()}, nil
 }
 
-// writeResponse sends resp, marked as a replay when it answers an earlier request.
-func writeResponse(w http.ResponseWriter, resp idempotency.Response, replayed bool) {
+// WriteResponse sends resp, marked as a replay when it answers an earlier request.
+func WriteResponse(w http.ResponseWriter, resp idempotency.Response, replayed bool) {
 	for name, values := range resp.Header {
 		w.Header()[name] = values
 	}
