@@ -7,6 +7,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -320,8 +321,10 @@ func nodeLoss(t *testing.T, s swarmTarget, what string, lose, recover func(ctx c
 		recovered.Do(func() { err = recover(context.WithoutCancel(ctx), n) })
 		return err
 	}
+	var lossStarted time.Time
 	res := underLoad(t, s, func() error {
 		started := time.Now()
+		lossStarted = started
 		if err := lose(ctx, n); err != nil {
 			return err
 		}
@@ -366,6 +369,7 @@ func nodeLoss(t *testing.T, s swarmTarget, what string, lose, recover func(ctx c
 	} else if len(res.failures) > 0 {
 		t.Logf("the failed requests (in flight towards %s):\n%s", n.Name, strings.Join(res.failures, "\n"))
 	}
+	logGatewayFailures(t, s, lossStarted)
 	checkAcknowledged(t, s.URLs().Gateway, res)
 
 	started := time.Now()
@@ -394,4 +398,40 @@ func TestSwarmWorkerEngineStopped(t *testing.T) {
 func TestSwarmWorkerCutOff(t *testing.T) {
 	s := needSwarm(t)
 	nodeLoss(t, s, "link cut to", s.CutLink, s.RestoreLink)
+}
+
+// logGatewayFailures logs the gateway's own record (its access log) of each request it answered
+// 5xx since the loss started, on either entrypoint: which router and instance, the instance's
+// status (0: none, the gateway answered) and how long it took, so a failure says where it came
+// from (a hung instance, the mesh's circuit breaker, no server left).
+func logGatewayFailures(t *testing.T, s swarmTarget, since time.Time) {
+	t.Helper()
+	b, err := s.AccessLog(t.Context())
+	if err != nil {
+		t.Logf("the gateway's access log: %v", err)
+		return
+	}
+	var lines []string
+	for _, line := range strings.Split(string(b), "\n") {
+		var e struct {
+			Start         time.Time `json:"StartUTC"`
+			EntryPoint    string    `json:"entryPointName"`
+			Router        string    `json:"RouterName"`
+			Method        string    `json:"RequestMethod"`
+			Path          string    `json:"RequestPath"`
+			ServiceURL    string    `json:"ServiceURL"`
+			OriginStatus  int       `json:"OriginStatus"`
+			Status        int       `json:"DownstreamStatus"`
+			Duration      int64     `json:"Duration"`
+			RetryAttempts int       `json:"RetryAttempts"`
+			RequestID     string    `json:"request_X-Request-Id"`
+		}
+		if json.Unmarshal([]byte(strings.TrimSpace(line)), &e) != nil || e.Status < 500 || e.Start.Before(since) {
+			continue
+		}
+		lines = append(lines, fmt.Sprintf("+%.1fs %s %s %s %.60s -> %s origin %d, %d after %s, %d retries, request id %s",
+			e.Start.Sub(since).Seconds(), e.EntryPoint, e.Router, e.Method, e.Path, e.ServiceURL, e.OriginStatus, e.Status,
+			time.Duration(e.Duration).Round(time.Millisecond), e.RetryAttempts, e.RequestID))
+	}
+	t.Logf("the gateway answered %d requests 5xx since the loss:\n%s", len(lines), strings.Join(lines, "\n"))
 }
