@@ -401,9 +401,10 @@ func TestSwarmWorkerCutOff(t *testing.T) {
 }
 
 // logGatewayFailures logs the gateway's own record (its access log) of each request it answered
-// 5xx since the loss started, on either entrypoint: which router and instance, the instance's
-// status (0: none, the gateway answered) and how long it took, so a failure says where it came
-// from (a hung instance, the mesh's circuit breaker, no server left).
+// 5xx that ended after the loss started, on either entrypoint: which router, the instance's
+// status (0: none, the gateway answered itself, as the mesh's circuit breaker does) and how long
+// it took, so a failure says where it came from. (ServiceURL is the problems service's when the
+// gateway rendered the problem page.)
 func logGatewayFailures(t *testing.T, s swarmTarget, since time.Time) {
 	t.Helper()
 	b, err := s.AccessLog(t.Context())
@@ -426,7 +427,7 @@ func logGatewayFailures(t *testing.T, s swarmTarget, since time.Time) {
 			RetryAttempts int       `json:"RetryAttempts"`
 			RequestID     string    `json:"request_X-Request-Id"`
 		}
-		if json.Unmarshal([]byte(strings.TrimSpace(line)), &e) != nil || e.Status < 500 || e.Start.Before(since) {
+		if json.Unmarshal([]byte(strings.TrimSpace(line)), &e) != nil || e.Status < 500 || e.Start.Add(time.Duration(e.Duration)).Before(since) {
 			continue
 		}
 		lines = append(lines, fmt.Sprintf("+%.1fs %s %s %s %.60s -> %s origin %d, %d after %s, %d retries, request id %s",
