@@ -11,7 +11,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
-	"github.com/movies-microservices/e2e/stack"
+	"github.com/movies-microservices/e2e/stackkit"
 )
 
 // dashboardPage is what the test reads off one page of Traefik's dashboard.
@@ -64,7 +64,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 		skip(t, "E2E_ADMIN_URL is not set: Traefik's dashboard is not reachable")
 	}
-	if err := stack.CheckDashboard(context.Background(), suite.admin); err != nil {
+	if err := stackkit.CheckDashboard(context.Background(), suite.admin); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatal(err)
 		}

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/movies-microservices/e2e/stack"
+	"github.com/movies-microservices/e2e/target"
 )
 
 // drainDelay is how long a stopping replica fails /readyz before it stops accepting: longer than
@@ -26,13 +26,13 @@ const drainDelay = 4 * time.Second
 // second Compose project on the same engine (which the tests of two projects rely on too).
 var replicated struct {
 	sync.Mutex
-	target target
+	target target.Target
 	err    error
 }
 
 // replicatedStack is the suite's replicated stack, started if it is not yet. Each test that
 // uses it leaves every replica running.
-func replicatedStack(t *testing.T) target {
+func replicatedStack(t *testing.T) target.Target {
 	t.Helper()
 	needTarget(t)
 	replicated.Lock()
@@ -66,7 +66,7 @@ func stopReplicatedStack() error {
 
 // logTraefikWarnings logs the last warnings and errors of a stack's Traefik (failed health checks,
 // mostly), which say when each replica left and rejoined the rotation; Stop removes them.
-func logTraefikWarnings(t *testing.T, s target) {
+func logTraefikWarnings(t *testing.T, s target.Target) {
 	t.Helper()
 	logs, err := s.Logs(context.Background())
 	if err != nil {
@@ -229,11 +229,11 @@ func TestRollingRestart(t *testing.T) {
 
 	stop := make(chan struct{})
 	done := make(chan *loadResult)
-	go func() { done <- runLoad(gateway, tokensOf(s, stack.DemoScopes), 2, 40_000, stop) }()
+	go func() { done <- runLoad(gateway, tokensOf(s, target.DemoScopes), 2, 40_000, stop) }()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	for _, name := range []string{stack.ServiceCasts, stack.ServiceMovies} {
+	for _, name := range []string{target.ServiceCasts, target.ServiceMovies} {
 		for i := range 2 {
 			if err := s.RestartReplica(ctx, name, i); err != nil {
 				close(stop)

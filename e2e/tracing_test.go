@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/movies-microservices/e2e/stack"
+	"github.com/movies-microservices/e2e/stackkit"
 )
 
 // Traces: Traefik and both services export their spans to the stack's Jaeger, which the suite
@@ -150,7 +150,7 @@ func searchTraces(ctx context.Context, base, service, key, value string) ([]jaeg
 	var out struct {
 		Data []jaegerTrace `json:"data"`
 	}
-	if err := stack.GetJSON(ctx, plainClient, base+"/api/traces?"+q.Encode(), &out); err != nil {
+	if err := stackkit.GetJSON(ctx, plainClient, base+"/api/traces?"+q.Encode(), &out); err != nil {
 		return nil, err
 	}
 	return out.Data, nil
@@ -161,7 +161,7 @@ func fetchTrace(ctx context.Context, base, traceID string) (jaegerTrace, error) 
 	var out struct {
 		Data []jaegerTrace `json:"data"`
 	}
-	if err := stack.GetJSON(ctx, plainClient, base+"/api/traces/"+traceID, &out); err != nil {
+	if err := stackkit.GetJSON(ctx, plainClient, base+"/api/traces/"+traceID, &out); err != nil {
 		return jaegerTrace{}, err
 	}
 	if len(out.Data) != 1 {

@@ -2,15 +2,15 @@ package stack
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/movies-microservices/e2e/stackkit"
 )
 
 // Routers the file provider must define, as Traefik's API names them.
@@ -150,10 +150,7 @@ type (
 		Status string   `json:"status"`
 		Error  []string `json:"error"`
 	}
-	traefikService struct {
-		Name         string            `json:"name"`
-		ServerStatus map[string]string `json:"serverStatus"`
-	}
+	traefikService = stackkit.TraefikService
 )
 
 // waitTraefikReady polls Traefik's API until it answers /ping, lists every
@@ -196,14 +193,14 @@ func checkTraefik(ctx context.Context, client *http.Client, adminURL string, ser
 		return fmt.Errorf("GET /ping answered %d", status)
 	}
 	var routers []traefikRouter
-	if err := GetJSON(ctx, client, adminURL+"/api/http/routers", &routers); err != nil {
+	if err := stackkit.GetJSON(ctx, client, adminURL+"/api/http/routers", &routers); err != nil {
 		return err
 	}
 	if err := checkRouters(routers); err != nil {
 		return err
 	}
 	var services []traefikService
-	if err := GetJSON(ctx, client, adminURL+"/api/http/services", &services); err != nil {
+	if err := stackkit.GetJSON(ctx, client, adminURL+"/api/http/services", &services); err != nil {
 		return err
 	}
 	return checkServers(services, servers)
@@ -262,55 +259,6 @@ func checkServers(services []traefikService, servers []string) error {
 	}
 	if problems != nil {
 		return fmt.Errorf("%s", strings.Join(problems, "; "))
-	}
-	return nil
-}
-
-// GetJSON fails unless GET url answers 200, and decodes the JSON body into v;
-// with v nil it only reads the body.
-func GetJSON(ctx context.Context, client *http.Client, url string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return fmt.Errorf("GET %s: %w", url, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s answered %d", url, resp.StatusCode)
-	}
-	if v == nil {
-		_, err = io.Copy(io.Discard, resp.Body)
-		return err
-	}
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		return fmt.Errorf("GET %s: decode: %w", url, err)
-	}
-	return nil
-}
-
-// CheckDashboard tells whether Traefik's API at adminURL serves its dashboard:
-// /dashboard/ answers 200 with the web UI's page. bin/traefik carries the web
-// UI only when traefik/build.sh found Node.js; without it the error says so.
-func CheckDashboard(ctx context.Context, adminURL string) error {
-	client := &http.Client{Timeout: 5 * time.Second}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, adminURL+"/dashboard/", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return fmt.Errorf("GET /dashboard/: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if err != nil {
-		return fmt.Errorf("GET /dashboard/: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `<div id="root">`) {
-		return fmt.Errorf("GET /dashboard/ answered %d without the web UI: Traefik was built without its dashboard (install Node.js 20 or newer, then rm bin/traefik && make traefik)", resp.StatusCode)
 	}
 	return nil
 }

@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/movies-microservices/e2e/compose"
+	"github.com/movies-microservices/e2e/stackkit"
 )
 
 // A cluster is a swarm of engines on this one machine, each node a dockerd of its own in a
@@ -58,7 +58,7 @@ func (n Node) DockerOutput(ctx context.Context, args ...string) (string, error) 
 	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return string(out), fmt.Errorf("swarm: %s: docker %s: %w: %s", n.Name, strings.Join(args, " "), err, compose.FirstLine(string(out)))
+		return string(out), fmt.Errorf("swarm: %s: docker %s: %w: %s", n.Name, strings.Join(args, " "), err, stackkit.FirstLine(string(out)))
 	}
 	return string(out), nil
 }

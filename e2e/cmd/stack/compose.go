@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/movies-microservices/e2e/compose"
-	"github.com/movies-microservices/e2e/stack"
+	"github.com/movies-microservices/e2e/stackkit"
 )
 
 // runCompose runs a command against a throwaway Compose project of compose.yaml, which it always
@@ -40,7 +40,7 @@ func runCompose(ctx context.Context, args []string, getenv func(string) string, 
 	if err != nil {
 		return fmt.Errorf("stack compose: %w", err)
 	}
-	root, err := stack.FindRepoRoot(wd)
+	root, err := stackkit.FindRepoRoot(wd)
 	if err != nil {
 		return err
 	}
@@ -151,7 +151,7 @@ func officialImagesMissing(ctx context.Context, root string, progress io.Writer)
 		out, err := exec.CommandContext(pullCtx, "docker", "pull", "--quiet", image).CombinedOutput()
 		cancel()
 		if err != nil {
-			return fmt.Sprintf("the engine cannot pull %s (%s)", image, compose.FirstLine(string(out))), nil
+			return fmt.Sprintf("the engine cannot pull %s (%s)", image, stackkit.FirstLine(string(out))), nil
 		}
 	}
 	return "", nil

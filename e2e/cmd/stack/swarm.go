@@ -13,8 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/movies-microservices/e2e/compose"
-	"github.com/movies-microservices/e2e/stack"
+	"github.com/movies-microservices/e2e/stackkit"
 	"github.com/movies-microservices/e2e/swarm"
 )
 
@@ -50,7 +49,7 @@ func runSwarm(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return fmt.Errorf("stack swarm: %w", err)
 	}
-	root, err := stack.FindRepoRoot(wd)
+	root, err := stackkit.FindRepoRoot(wd)
 	if err != nil {
 		return err
 	}
@@ -60,7 +59,7 @@ func runSwarm(ctx context.Context, args []string, getenv func(string) string, st
 		}
 	}
 	if out, err := exec.CommandContext(ctx, "docker", "version", "--format", "{{.Server.Version}}").CombinedOutput(); err != nil {
-		return fmt.Errorf("stack swarm: the host's Docker engine does not answer (%s): it builds the images", compose.FirstLine(string(out)))
+		return fmt.Errorf("stack swarm: the host's Docker engine does not answer (%s): it builds the images", stackkit.FirstLine(string(out)))
 	}
 
 	// One swarm per machine: the bridge, namespaces and subnet have fixed names (swarm.Layout).

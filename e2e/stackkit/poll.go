@@ -1,4 +1,4 @@
-package stack
+package stackkit
 
 import (
 	"context"
@@ -7,8 +7,7 @@ import (
 )
 
 // Poll calls check every interval until it returns nil, ctx ends or timeout passes; the error
-// names what was awaited and the last failure. The stacks in containers (packages compose and
-// swarm) wait for their engines with it.
+// names what was awaited and the last failure. Every wait of the drivers and the suite is one.
 func Poll(ctx context.Context, timeout, interval time.Duration, what string, check func() error) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
