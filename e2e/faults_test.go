@@ -15,11 +15,6 @@ import (
 	"github.com/movies-microservices/e2e/target"
 )
 
-// drainDelay is how long a stopping replica fails /readyz before it stops accepting: longer than
-// Traefik's health-check interval (2s) plus its timeout (1s), so Traefik has taken it out of
-// rotation by then (traefik/dynamic/routers.yml).
-const drainDelay = 4 * time.Second
-
 // replicated is the suite's second stack, started by the first test that needs it and stopped
 // after the last test: two replicas of each service, for tests that restart or kill instances
 // under load without disturbing the rest of the suite. Of the suite's kind: processes, or a
@@ -222,7 +217,7 @@ func getJSON(t *testing.T, url string, v any) int {
 
 // TestRollingRestart restarts every instance of both services, one after the other, under a
 // steady load through the gateway: not one request may fail, and every acknowledged write must be
-// readable afterwards. It fails if a replica stops without first draining (drainDelay 0).
+// readable afterwards. It fails if a replica stops without first draining (a shutdown delay of 0).
 func TestRollingRestart(t *testing.T) {
 	s := replicatedStack(t)
 	gateway := s.URLs().Gateway

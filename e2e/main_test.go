@@ -53,6 +53,10 @@ func runSuite(m *testing.M) int {
 		suite.gateway, suite.admin = suite.target.URLs().Gateway, suite.target.URLs().Admin
 	}
 	fmt.Fprintf(os.Stderr, "e2e: testing %s, gateway %s\n", describeTarget(suite.target), suite.gateway)
+	if err := selectTests(suite.target, os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
+		return 1
+	}
 	suiteTokens = newSuiteTokens()
 
 	suite.contracts, err = loadContracts(ctx, suite.gateway)
