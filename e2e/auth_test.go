@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net/http"
@@ -425,17 +426,19 @@ func TestSigningKeyRotation(t *testing.T) {
 // to 15 s (three times the services' 5 s between key set fetches), and wants it to be 201.
 func retryUnknownKey(t *testing.T, what string, send func() response) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		r := send()
-		if r.Status == http.StatusCreated {
-			return
+	var r response
+	err := stackkit.Poll(t.Context(), 15*time.Second, 500*time.Millisecond, what+" accepted", func() error {
+		r = send()
+		switch {
+		case r.Status == http.StatusCreated:
+			return nil
+		case r.Status != http.StatusUnauthorized || !strings.Contains(string(r.Body), "unknown key"):
+			return stackkit.Permanent(errors.New("refused for another reason than an unknown key"))
 		}
-		if r.Status != http.StatusUnauthorized || !strings.Contains(string(r.Body), "unknown key") || time.Now().After(deadline) {
-			mustStatus(t, what, r, http.StatusCreated)
-			return
-		}
-		time.Sleep(500 * time.Millisecond)
+		return errors.New("unknown key")
+	})
+	if err != nil {
+		mustStatus(t, what, r, http.StatusCreated)
 	}
 }
 

@@ -44,14 +44,11 @@ func (c *tokenCache) get() string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	token, err := c.fetch(ctx)
-	for err != nil && ctx.Err() == nil {
-		select {
-		case <-ctx.Done():
-		case <-time.After(500 * time.Millisecond):
-			token, err = c.fetch(ctx)
-		}
-	}
+	var token string
+	err := stackkit.Poll(ctx, 30*time.Second, 500*time.Millisecond, "an access token", func() (err error) {
+		token, err = c.fetch(ctx)
+		return err
+	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: get an access token: %v\n", err)
 		return ""

@@ -157,31 +157,20 @@ type (
 // router in wantRouters as enabled, and reports every server in servers UP;
 // or until p exits or timeout passes. The error says what was still missing.
 func waitTraefikReady(ctx context.Context, adminURL string, servers []string, p *process, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	client := &http.Client{Timeout: 2 * time.Second}
-	var last error
-	for {
+	err := stackkit.Poll(ctx, timeout, 200*time.Millisecond, "traefik ready", func() error {
 		if p != nil && p.exited() {
-			return p.exitError()
+			return stackkit.Permanent(p.exitError())
 		}
-		last = checkTraefik(ctx, client, adminURL, servers)
-		if last == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.Canceled) {
-				return fmt.Errorf("stack: waiting for traefik: %w", ctx.Err())
-			}
-			msg := fmt.Sprintf("stack: traefik not ready within %s: %v", timeout, last)
-			if p != nil {
-				msg += "; last log lines:\n" + p.tail.lastLines(20)
-			}
-			return fmt.Errorf("%s", msg)
-		case <-time.After(200 * time.Millisecond):
+		return checkTraefik(ctx, client, adminURL, servers)
+	})
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("stack: %w", err)
+		if p != nil {
+			err = fmt.Errorf("%w; last log lines:\n%s", err, p.tail.lastLines(20))
 		}
 	}
+	return err
 }
 
 func checkTraefik(ctx context.Context, client *http.Client, adminURL string, servers []string) error {
