@@ -53,8 +53,8 @@ func routersFile(t *testing.T) map[string]fileRouter {
 }
 
 // TestRoutersFromTheStacksProvider: Traefik's routers are exactly those of routers.yml, from the
-// provider of the stack: the file provider for processes, the docker provider (compose.yaml's
-// labels) for Compose, where no routers.yml is loaded at all.
+// provider of the stack (its Provider): the file provider for processes; on the container
+// stacks the docker or swarm provider, from the labels, where no routers.yml is loaded at all.
 func TestRoutersFromTheStacksProvider(t *testing.T) {
 	t.Parallel()
 	s := needTarget(t)
