@@ -721,25 +721,7 @@ func (p *Project) AccessLog(ctx context.Context) ([]byte, error) {
 // if either answers. It runs pg_isready from the database's own image in a throwaway container
 // sharing that namespace.
 func (p *Project) ReachDatabase(ctx context.Context, from, to string) error {
-	db := p.Container(to+"-db", 0)
-	image, err := docker(ctx, "inspect", "--format", "{{.Config.Image}}", db)
-	if err != nil {
-		return err
-	}
-	addrs, err := docker(ctx, "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", db)
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, host := range append([]string{to + "-db"}, strings.Fields(addrs)...) {
-		out, err := docker(ctx, "run", "--rm", "--network", "container:"+p.Container(from, 0), "--entrypoint", "pg_isready",
-			image, "--host", host, "--port", "5432", "--timeout", "3")
-		if err == nil {
-			return nil
-		}
-		errs = append(errs, fmt.Errorf("%s: %s", host, stackkit.FirstLine(out+" "+err.Error())))
-	}
-	return errors.Join(errs...)
+	return stackkit.ReachPostgres(ctx, to+"-db", p.Container(to+"-db", 0), p.Container(from, 0), docker, docker)
 }
 
 // DatabaseSessions lists, on each service's database server, the client sessions other than

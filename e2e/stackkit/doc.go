@@ -2,6 +2,7 @@
 // target) and the e2e suite share, written once: waiting for a condition until a deadline
 // (Poll), reading Traefik's API (ServerStatus, ServersUp, CheckDashboard), getting a token
 // from the stack's OpenID provider and waiting until one comes (FetchToken, WaitToken),
-// rotating the provider's signing key (RotateSigningKey), and the query that lists the
-// services' database sessions (SessionsQuery).
+// rotating the provider's signing key (RotateSigningKey), the query that lists the services'
+// database sessions (SessionsQuery), and asking whether a container reaches a database
+// (ReachPostgres).
 package stackkit

@@ -2,7 +2,6 @@ package swarm
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -291,24 +290,7 @@ func (s *Stack) ReachDatabase(ctx context.Context, from, to string) error {
 	if err != nil {
 		return err
 	}
-	image, err := dbNode.Docker(ctx, "inspect", "--format", "{{.Config.Image}}", dbID)
-	if err != nil {
-		return err
-	}
-	addrs, err := dbNode.Docker(ctx, "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", dbID)
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, host := range append([]string{to + "-db"}, strings.Fields(addrs)...) {
-		out, err := n.Docker(ctx, "run", "--rm", "--network", "container:"+id, "--entrypoint", "pg_isready",
-			image, "--host", host, "--port", "5432", "--timeout", "3")
-		if err == nil {
-			return nil
-		}
-		errs = append(errs, fmt.Errorf("%s: %s", host, stackkit.FirstLine(out+" "+err.Error())))
-	}
-	return errors.Join(errs...)
+	return stackkit.ReachPostgres(ctx, to+"-db", dbID, id, dbNode.Docker, n.Docker)
 }
 
 // DatabaseSessions lists, on each service's database server, the client sessions other than
