@@ -73,13 +73,13 @@ func runSuite(m *testing.M) int {
 }
 
 // needTarget skips tests that act on the stack (stop services, read its logs) when the suite
-// drives one it cannot act on: only with E2E_BASE_URL and no E2E_COMPOSE_PROJECT. On the stacks
-// the suite starts, processes or Compose, nothing is skipped.
+// drives one it cannot act on: only with E2E_BASE_URL and no driver's variable (package
+// drivers). On the stacks the suite or cmd/stack starts, nothing is skipped.
 func needTarget(t *testing.T) target.Target {
 	t.Helper()
 	if suite.target == nil {
 		skip(t, "this test acts on the stack (stops parts of it, reads its logs): it runs on the stack the suite starts, "+
-			"or on a Compose project named by E2E_COMPOSE_PROJECT, not through E2E_BASE_URL alone")
+			"or on one a `go run ./e2e/cmd/stack` command started, not through E2E_BASE_URL alone")
 	}
 	return suite.target
 }
