@@ -35,7 +35,7 @@ type Stack struct {
 type stackState struct {
 	refreshing sync.Mutex // one refresh at a time: each closes the forwards of tasks gone
 	stateMu    sync.Mutex
-	// gone is the output of the tasks the target removed (scaled to 0), by service: Swarm
+	// gone is the output of the tasks this Stack removed (scaled to 0), by service: Swarm
 	// removes a task's container with the task, and its log with it.
 	gone map[string]string
 	// casts and movies are each task's URL (ReplicaURLs), read again after each change.
@@ -105,13 +105,21 @@ func (s *Stack) Sibling(ctx context.Context, name string, replicas int) (target.
 	if replicas != Replicas {
 		return nil, fmt.Errorf("a stack on the swarm runs %d replicas of each service (stack.yaml), not %d", Replicas, replicas)
 	}
-	return s.sibling(ctx, name)
+	sib, err := s.sibling(ctx, name)
+	if err != nil {
+		return nil, err // not a nil *Stack in a non-nil Target
+	}
+	return sib, nil
 }
 
 // Persistent is a sibling stack: its databases live in volumes on their node, which Recreate
 // keeps or removes.
 func (s *Stack) Persistent(ctx context.Context, name string) (target.Persistent, error) {
-	return s.sibling(ctx, name)
+	sib, err := s.sibling(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return sib, nil
 }
 
 func (s *Stack) sibling(ctx context.Context, name string) (*Stack, error) {
@@ -127,7 +135,7 @@ func (s *Stack) sibling(ctx context.Context, name string) (*Stack, error) {
 	return t, nil
 }
 
-// Logs are every service's output, the tasks the target removed included.
+// Logs are every service's output, the tasks this Stack removed (scaled to 0) included.
 func (s *Stack) Logs(ctx context.Context) (map[string]string, error) {
 	logs, err := s.Deployment.Logs(ctx)
 	if err != nil {
