@@ -111,6 +111,7 @@ var tests = map[string]struct {
 	"TestSwarmWorkerCutOff":          {onNodes, "nodes: a worker cut off under load"},
 
 	"TestEveryTestHasAScope": {everyStack, "checks this manifest"},
+	"TestSplitRun":           {everyStack, "checks how TestMain reads -run"},
 }
 
 // runsOn tells whether a test of scope s is part of the run on t (nil: a stack reached
@@ -230,6 +231,25 @@ func TestEveryTestHasAScope(t *testing.T) {
 	for _, name := range slices.Sorted(maps.Keys(tests)) {
 		if !found[name] {
 			t.Errorf("scope_test.go lists %s, which no file of the package defines", name)
+		}
+	}
+}
+
+// TestSplitRun: a -run pattern splits where go test splits it, so that TestMain keeps the
+// subtest part of the command line's pattern.
+func TestSplitRun(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ pattern, top, sub string }{
+		{"", "", ""},
+		{"TestCastCRUD", "TestCastCRUD", ""},
+		{"TestConcurrentPatchesWithOneETag/cast", "TestConcurrentPatchesWithOneETag", "/cast"},
+		{"Test(A|B/C)/x", "Test(A|B/C)", "/x"},
+		{"Test[/]x/y", "Test[/]x", "/y"},
+		{`Test\/x/y`, `Test\/x`, "/y"},
+	} {
+		top, sub := splitRun(tt.pattern)
+		if top != tt.top || sub != tt.sub {
+			t.Errorf("splitRun(%q) = %q, %q; want %q, %q", tt.pattern, top, sub, tt.top, tt.sub)
 		}
 	}
 }
