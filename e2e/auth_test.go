@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net/http"
@@ -20,7 +21,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/movies-microservices/e2e/stack"
+	"github.com/movies-microservices/e2e/stackkit"
+	"github.com/movies-microservices/e2e/target"
 )
 
 // The hostile tokens below are made here, from the stdlib alone: the point is that the services
@@ -160,7 +162,7 @@ func hostileTokens(t *testing.T, valid, noAudience string) []badToken {
 		{name: "no header"},
 		{name: "Bearer with nothing", header: "Bearer"},
 		{name: "Bearer and a space", header: "Bearer "},
-		{name: "another scheme", header: "Basic " + base64.StdEncoding.EncodeToString([]byte(stack.DemoClientID+":nope"))},
+		{name: "another scheme", header: "Basic " + base64.StdEncoding.EncodeToString([]byte(target.DemoClientID+":nope"))},
 		{name: "the token without a scheme", header: valid},
 		{name: "garbage", header: "Bearer not-a-token"},
 		{name: "three garbage parts", header: "Bearer a.b.c"},
@@ -221,7 +223,7 @@ func checkRefused(t *testing.T, what string, bt badToken, r response) bool {
 func TestWritesNeedToken(t *testing.T) {
 	t.Parallel()
 	needTarget(t)
-	valid := mustToken(t, stack.DemoScopes)
+	valid := mustToken(t, target.DemoScopes)
 	castsOnly := mustToken(t, scopeCasts)
 	moviesOnly := mustToken(t, scopeMovies)
 	tag := unique("Auth Barrage")
@@ -310,7 +312,7 @@ func TestEventsNeedRelayToken(t *testing.T) {
 	for _, bt := range []badToken{
 		{name: "no header"},
 		{name: "garbage", header: "Bearer garbage"},
-		{name: "the demo client's token", header: bearer(mustToken(t, stack.DemoScopes)), forbidden: true},
+		{name: "the demo client's token", header: bearer(mustToken(t, target.DemoScopes)), forbidden: true},
 	} {
 		body := jsonBody(t, castDeletedEvent(t, c.ID))
 		req, err := http.NewRequest("POST", meshURL(t)+eventsPath, strings.NewReader(body))
@@ -338,7 +340,7 @@ func TestEventsNeedRelayToken(t *testing.T) {
 // notice. Not parallel: other tests need new tokens.
 func TestProviderDown(t *testing.T) {
 	tg := needTarget(t)
-	token := mustToken(t, stack.DemoScopes)
+	token := mustToken(t, target.DemoScopes)
 	if err := tg.StopProvider(); err != nil {
 		t.Fatal(err)
 	}
@@ -355,7 +357,7 @@ func TestProviderDown(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	if _, err := tg.Token(ctx, stack.DemoScopes); err == nil {
+	if _, err := tg.Token(ctx, target.DemoScopes); err == nil {
 		t.Error("a new token was issued with the provider stopped")
 	} else {
 		t.Logf("getting a new token fails, as it should: %v", err)
@@ -377,7 +379,7 @@ func TestProviderDown(t *testing.T) {
 	}
 	started = true
 	mustStatus(t, "POST with a new token", call(t, "POST", "/api/v1/casts", jsonBody(t, map[string]any{"name": unique("Provider Back")}),
-		"Authorization", bearer(mustToken(t, stack.DemoScopes))), http.StatusCreated)
+		"Authorization", bearer(mustToken(t, target.DemoScopes))), http.StatusCreated)
 }
 
 // TestSigningKeyRotation: a new signing key in the provider is picked up by both services
@@ -385,7 +387,7 @@ func TestProviderDown(t *testing.T) {
 // earlier key stay valid while it is published. Not parallel: it changes the provider's keys.
 func TestSigningKeyRotation(t *testing.T) {
 	tg := needTarget(t)
-	before := mustToken(t, stack.DemoScopes)
+	before := mustToken(t, target.DemoScopes)
 	oldHeader, _ := tokenParts(t, before)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
@@ -393,7 +395,7 @@ func TestSigningKeyRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	after := mustToken(t, stack.DemoScopes)
+	after := mustToken(t, target.DemoScopes)
 	newHeader, _ := tokenParts(t, after)
 	if newHeader["kid"] != kid || kid == oldHeader["kid"] {
 		t.Fatalf("after the rotation the token's kid is %v (before %v), want the new key's %q", newHeader["kid"], oldHeader["kid"], kid)
@@ -424,17 +426,19 @@ func TestSigningKeyRotation(t *testing.T) {
 // to 15 s (three times the services' 5 s between key set fetches), and wants it to be 201.
 func retryUnknownKey(t *testing.T, what string, send func() response) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		r := send()
-		if r.Status == http.StatusCreated {
-			return
+	var r response
+	err := stackkit.Poll(t.Context(), 15*time.Second, 500*time.Millisecond, what+" accepted", func() error {
+		r = send()
+		switch {
+		case r.Status == http.StatusCreated:
+			return nil
+		case r.Status != http.StatusUnauthorized || !strings.Contains(string(r.Body), "unknown key"):
+			return stackkit.Permanent(errors.New("refused for another reason than an unknown key"))
 		}
-		if r.Status != http.StatusUnauthorized || !strings.Contains(string(r.Body), "unknown key") || time.Now().After(deadline) {
-			mustStatus(t, what, r, http.StatusCreated)
-			return
-		}
-		time.Sleep(500 * time.Millisecond)
+		return errors.New("unknown key")
+	})
+	if err != nil {
+		mustStatus(t, what, r, http.StatusCreated)
 	}
 }
 
@@ -443,7 +447,7 @@ func retryUnknownKey(t *testing.T, what string, send func() response) {
 func TestTokenClaims(t *testing.T) {
 	t.Parallel()
 	tg := needTarget(t)
-	header, claims := tokenParts(t, mustToken(t, stack.DemoScopes))
+	header, claims := tokenParts(t, mustToken(t, target.DemoScopes))
 	if alg := header["alg"]; alg != "RS256" {
 		t.Errorf("alg %v, want RS256", alg)
 	}
@@ -451,8 +455,8 @@ func TestTokenClaims(t *testing.T) {
 		t.Errorf("iss %v, want %q", iss, tg.URLs().Issuer)
 	}
 	aud, _ := claims["aud"].([]any)
-	if !slices.Contains(aud, any(stack.Audience)) {
-		t.Errorf("aud %v, want %q in it", claims["aud"], stack.Audience)
+	if !slices.Contains(aud, any(target.Audience)) {
+		t.Errorf("aud %v, want %q in it", claims["aud"], target.Audience)
 	}
 	scp, _ := claims["scp"].([]any)
 	if !slices.Contains(scp, any(scopeCasts)) || !slices.Contains(scp, any(scopeMovies)) {
@@ -462,8 +466,8 @@ func TestTokenClaims(t *testing.T) {
 	// when it signs the token, in whole seconds: the two may differ from the TTL by one second.
 	exp, _ := claims["exp"].(float64)
 	iat, _ := claims["iat"].(float64)
-	if life := time.Duration(exp-iat) * time.Second; (life - stack.AccessTokenTTL).Abs() > time.Second {
-		t.Errorf("lifetime %s, want %s give or take a second (TTL_ACCESS_TOKEN)", life, stack.AccessTokenTTL)
+	if life := time.Duration(exp-iat) * time.Second; (life - target.AccessTokenTTL).Abs() > time.Second {
+		t.Errorf("lifetime %s, want %s give or take a second (TTL_ACCESS_TOKEN)", life, target.AccessTokenTTL)
 	}
 }
 
@@ -473,7 +477,7 @@ func tokenWithoutAudience(t *testing.T) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	token, err := stack.FetchTokenFor(ctx, stack.TokenURL(suite.gateway), stack.DemoClientID, demoClientSecret(t), stack.DemoScopes, "")
+	token, err := stackkit.FetchTokenFor(ctx, stackkit.TokenURL(suite.gateway), target.DemoClientID, demoClientSecret(t), target.DemoScopes, "")
 	if err != nil {
 		t.Fatalf("a token without an audience: %v", err)
 	}

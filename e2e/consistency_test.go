@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/movies-microservices/e2e/stack"
+	"github.com/movies-microservices/e2e/target"
 )
 
 // How the two databases stay consistent: deleting a cast writes a cast.deleted event in the cast
@@ -241,14 +241,14 @@ func TestCastDeletionWhileMoviesDown(t *testing.T) {
 	one := createMovie(t, movie{Name: unique("Outage One"), CastIDs: []int64{deleted[1].ID}})
 	acked := meshEventsAcknowledged(t)
 
-	if err := s.StopService(stack.ServiceMovies); err != nil {
+	if err := s.StopService(target.ServiceMovies); err != nil {
 		t.Fatal(err)
 	}
 	restarted := false
 	restart := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if err := s.StartService(ctx, stack.ServiceMovies); err != nil {
+		if err := s.StartService(ctx, target.ServiceMovies); err != nil {
 			t.Fatalf("start movies again: %v", err)
 		}
 		restarted = true

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"os"
 	"slices"
 	"strings"
@@ -11,7 +12,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
-	"github.com/movies-microservices/e2e/stack"
+	"github.com/movies-microservices/e2e/stackkit"
 )
 
 // dashboardPage is what the test reads off one page of Traefik's dashboard.
@@ -64,7 +65,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 		skip(t, "E2E_ADMIN_URL is not set: Traefik's dashboard is not reachable")
 	}
-	if err := stack.CheckDashboard(context.Background(), suite.admin); err != nil {
+	if err := stackkit.CheckDashboard(context.Background(), suite.admin); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatal(err)
 		}
@@ -136,19 +137,18 @@ func waitDashboard(ctx context.Context, t *testing.T, url string, view func(dash
 	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
 		t.Fatalf("open %s: %v", url, err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var diff string
+	err := stackkit.Poll(ctx, 30*time.Second, 250*time.Millisecond, "the dashboard page "+url, func() error {
 		page, err := chromedp.Run(ctx, chromedp.Evaluate[dashboardPage](readDashboardJS))
 		if err != nil {
 			t.Fatalf("read %s: %v", url, err)
 		}
-		diff := cmp.Diff(want, view(page), cmpopts.EquateEmpty())
-		if diff == "" {
-			return
+		if diff = cmp.Diff(want, view(page), cmpopts.EquateEmpty()); diff != "" {
+			return errors.New("differs")
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dashboard page %s (-want +got):\n%s", url, diff)
-		}
-		time.Sleep(250 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("dashboard page %s (-want +got):\n%s", url, diff)
 	}
 }

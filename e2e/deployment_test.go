@@ -12,7 +12,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/movies-microservices/e2e/stack"
+	"github.com/movies-microservices/e2e/stackkit"
+	"github.com/movies-microservices/e2e/target"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -31,7 +32,7 @@ type fileRouter struct {
 // whole; its routers section is plain YAML.
 func routersFile(t *testing.T) map[string]fileRouter {
 	t.Helper()
-	root, err := stack.FindRepoRoot(".")
+	root, err := stackkit.FindRepoRoot(".")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,12 +53,12 @@ func routersFile(t *testing.T) map[string]fileRouter {
 }
 
 // TestRoutersFromTheStacksProvider: Traefik's routers are exactly those of routers.yml, from the
-// provider of the stack: the file provider for processes, the docker provider (compose.yaml's
-// labels) for Compose, where no routers.yml is loaded at all.
+// provider of the stack (its Provider): the file provider for processes; on the container
+// stacks the docker or swarm provider, from the labels, where no routers.yml is loaded at all.
 func TestRoutersFromTheStacksProvider(t *testing.T) {
 	t.Parallel()
 	s := needTarget(t)
-	provider := providerOf(s)
+	provider := s.Provider()
 	want := routersFile(t)
 	var routers []struct {
 		Name        string   `json:"name"`
@@ -131,7 +132,7 @@ func TestBalancedAcrossReplicas(t *testing.T) {
 		return nil
 	})
 	t.Logf("requests by service and replica: %v", byServer)
-	for _, service := range []string{stack.ServiceCasts, stack.ServiceMovies} {
+	for _, service := range []string{target.ServiceCasts, target.ServiceMovies} {
 		servers := byServer[service]
 		if len(servers) != 2 {
 			t.Errorf("%s: requests went to %d replicas, want 2: %v", service, len(servers), servers)
@@ -151,12 +152,12 @@ func TestTwoStacksSideBySide(t *testing.T) {
 	other := replicatedStack(t)
 	for _, tt := range []struct {
 		name     string
-		s        target
+		s        target.Target
 		replicas int
 	}{{"the suite's stack", suite.target, len(suite.target.URLs().Casts)}, {"the replicated stack", other, 2}} {
-		for _, service := range []string{stack.ServiceCasts, stack.ServiceMovies} {
+		for _, service := range []string{target.ServiceCasts, target.ServiceMovies} {
 			var svc traefikService
-			getJSONFrom(t, tt.s.URLs().Admin+"/api/http/services/"+service+"@"+providerOf(tt.s), &svc)
+			getJSONFrom(t, tt.s.URLs().Admin+"/api/http/services/"+service+"@"+tt.s.Provider(), &svc)
 			if len(svc.ServerStatus) != tt.replicas {
 				t.Errorf("%s: Traefik's %s service has servers %v, want its own %d", tt.name, service, svc.ServerStatus, tt.replicas)
 			}
@@ -170,8 +171,9 @@ func TestTwoStacksSideBySide(t *testing.T) {
 		t.Errorf("a cast created through the suite's gateway is listed through the other stack's: %+v", there)
 	}
 
-	a, aok := suite.target.(composeTarget)
-	b, bok := other.(composeTarget)
+	// Where each stack has networks of its own (Compose), none is shared.
+	a, aok := suite.target.(target.Networks)
+	b, bok := other.(target.Networks)
 	if !aok || !bok {
 		return
 	}
@@ -189,7 +191,7 @@ func TestTwoStacksSideBySide(t *testing.T) {
 			t.Errorf("network %s belongs to both projects", n)
 		}
 	}
-	for _, p := range []composeTarget{a, b} {
+	for _, p := range []target.Networks{a, b} {
 		if nets, _ := p.Networks(ctx); !slices.Contains(nets, p.Name()+"-gateway") {
 			t.Errorf("project %s: networks %v, want %s-gateway among them", p.Name(), nets, p.Name())
 		}
@@ -215,7 +217,7 @@ func TestDataSurvivesRestart(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	if p, ok := s.(composeTarget); ok {
+	if p, ok := s.(target.Volumes); ok {
 		if vols, err := p.Volumes(ctx); err != nil || len(vols) != 3 {
 			t.Errorf("volumes %v (%v), want those of casts-db, movies-db and hydra-db", vols, err)
 		}
@@ -241,14 +243,14 @@ func TestDataSurvivesRestart(t *testing.T) {
 
 // createCastAt creates a cast through another stack's gateway than the suite's, with a token
 // from that stack's provider.
-func createCastAt(t *testing.T, s persistentTarget, name string) cast {
+func createCastAt(t *testing.T, s target.Persistent, name string) cast {
 	t.Helper()
 	req, err := http.NewRequest("POST", s.URLs().Gateway+"/api/v1/casts", strings.NewReader(jsonBody(t, map[string]any{"name": name})))
 	if err != nil {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	authorize(req, tokensOf(s, stack.DemoScopes))
+	authorize(req, tokensOf(s, target.DemoScopes))
 	r, err := doRequest(req)
 	if err != nil {
 		t.Fatal(err)
@@ -262,10 +264,4 @@ func getJSONFrom(t *testing.T, url string, v any) {
 	if status := getJSON(t, url, v); status != http.StatusOK {
 		t.Fatalf("GET %s: status %d", url, status)
 	}
-}
-
-// providerOf names the Traefik provider that defines the routers and services of a stack:
-// the file provider for processes, the docker provider for Compose.
-func providerOf(s target) string {
-	return map[string]string{"processes": "file", "compose": "docker", "swarm": "swarm"}[s.Kind()]
 }

@@ -10,7 +10,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/google/go-cmp/cmp"
-	"github.com/movies-microservices/e2e/stack"
+	"github.com/movies-microservices/e2e/target"
 )
 
 // findChromium returns a Chromium to drive; it is required in CI and optional elsewhere.
@@ -161,7 +161,7 @@ func TestDocsWriteWithToken(t *testing.T) {
 	err = chromedp.Do(ctx,
 		chromedp.Click(chromedp.CSS(`.scheme-container button.authorize`)),
 		chromedp.WaitVisible(chromedp.CSS(`#client_id_clientCredentials`)),
-		chromedp.SendKeys(chromedp.CSS(`#client_id_clientCredentials`), stack.DemoClientID),
+		chromedp.SendKeys(chromedp.CSS(`#client_id_clientCredentials`), target.DemoClientID),
 		chromedp.SendKeys(chromedp.CSS(`#client_secret_clientCredentials`), secret),
 		chromedp.Click(chromedp.CSS(oauth+` a[data-all="true"]`)),
 		chromedp.Click(chromedp.CSS(oauth+` button.authorize`)),
@@ -172,7 +172,7 @@ func TestDocsWriteWithToken(t *testing.T) {
 	}
 	if err != nil {
 		shown, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`Array.from(document.querySelectorAll('.auth-container .errors')).map(e => e.textContent).join('; ')`))
-		t.Fatalf("Authorize with client %s on the page: %v (errors shown: %q)", stack.DemoClientID, err, shown)
+		t.Fatalf("Authorize with client %s on the page: %v (errors shown: %q)", target.DemoClientID, err, shown)
 	}
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`.modal-ux .close-modal`))); err != nil {
 		t.Fatalf("close the Authorize dialog: %v", err)

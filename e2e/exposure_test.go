@@ -12,7 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/movies-microservices/e2e/stack"
+	"github.com/movies-microservices/e2e/target"
 )
 
 // TestDatabasesIsolated: each service reaches its own database and not the other's, from where
@@ -25,7 +25,7 @@ import (
 func TestDatabasesIsolated(t *testing.T) {
 	t.Parallel()
 	s := needTarget(t)
-	services := []string{stack.ServiceCasts, stack.ServiceMovies}
+	services := []string{target.ServiceCasts, target.ServiceMovies}
 	for _, from := range services {
 		for _, to := range services {
 			t.Run(from+" to "+to, func(t *testing.T) {
@@ -145,7 +145,7 @@ func TestNoSecretInLogsOrErrors(t *testing.T) {
 	get(u.Gateway + "/api/v1/movies?limit=1")
 	// The traces too: every span the trace backend holds of each part (its attributes, events
 	// and errors), the writes above with their bearer tokens among them.
-	for _, service := range []string{"traefik", stack.ServiceCasts, stack.ServiceMovies} {
+	for _, service := range []string{"traefik", target.ServiceCasts, target.ServiceMovies} {
 		get(u.Jaeger + "/api/traces?limit=1000&lookback=1h&service=" + service)
 	}
 	for _, base := range append(u.Casts, u.Movies...) {
@@ -163,7 +163,7 @@ func TestNoSecretInLogsOrErrors(t *testing.T) {
 		if logs, err = s.Logs(context.Background()); err != nil {
 			return err
 		}
-		for _, name := range []string{stack.ServiceCasts, stack.ServiceMovies} {
+		for _, name := range []string{target.ServiceCasts, target.ServiceMovies} {
 			if !strings.Contains(logs[name], "database unavailable") {
 				return fmt.Errorf("no %q line in the log of %s yet", "database unavailable", name)
 			}

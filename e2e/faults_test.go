@@ -12,13 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/movies-microservices/e2e/stack"
+	"github.com/movies-microservices/e2e/target"
 )
-
-// drainDelay is how long a stopping replica fails /readyz before it stops accepting: longer than
-// Traefik's health-check interval (2s) plus its timeout (1s), so Traefik has taken it out of
-// rotation by then (traefik/dynamic/routers.yml).
-const drainDelay = 4 * time.Second
 
 // replicated is the suite's second stack, started by the first test that needs it and stopped
 // after the last test: two replicas of each service, for tests that restart or kill instances
@@ -26,13 +21,13 @@ const drainDelay = 4 * time.Second
 // second Compose project on the same engine (which the tests of two projects rely on too).
 var replicated struct {
 	sync.Mutex
-	target target
+	target target.Target
 	err    error
 }
 
 // replicatedStack is the suite's replicated stack, started if it is not yet. Each test that
 // uses it leaves every replica running.
-func replicatedStack(t *testing.T) target {
+func replicatedStack(t *testing.T) target.Target {
 	t.Helper()
 	needTarget(t)
 	replicated.Lock()
@@ -66,7 +61,7 @@ func stopReplicatedStack() error {
 
 // logTraefikWarnings logs the last warnings and errors of a stack's Traefik (failed health checks,
 // mostly), which say when each replica left and rejoined the rotation; Stop removes them.
-func logTraefikWarnings(t *testing.T, s target) {
+func logTraefikWarnings(t *testing.T, s target.Target) {
 	t.Helper()
 	logs, err := s.Logs(context.Background())
 	if err != nil {
@@ -222,18 +217,18 @@ func getJSON(t *testing.T, url string, v any) int {
 
 // TestRollingRestart restarts every instance of both services, one after the other, under a
 // steady load through the gateway: not one request may fail, and every acknowledged write must be
-// readable afterwards. It fails if a replica stops without first draining (drainDelay 0).
+// readable afterwards. It fails if a replica stops without first draining (a shutdown delay of 0).
 func TestRollingRestart(t *testing.T) {
 	s := replicatedStack(t)
 	gateway := s.URLs().Gateway
 
 	stop := make(chan struct{})
 	done := make(chan *loadResult)
-	go func() { done <- runLoad(gateway, tokensOf(s, stack.DemoScopes), 2, 40_000, stop) }()
+	go func() { done <- runLoad(gateway, tokensOf(s, target.DemoScopes), 2, 40_000, stop) }()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	for _, name := range []string{stack.ServiceCasts, stack.ServiceMovies} {
+	for _, name := range []string{target.ServiceCasts, target.ServiceMovies} {
 		for i := range 2 {
 			if err := s.RestartReplica(ctx, name, i); err != nil {
 				close(stop)

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/movies-microservices/e2e/target"
 )
 
 // traefikRouter is the part of Traefik's /api/http/routers answer the tests read.
@@ -141,7 +143,7 @@ func readAccessLog() ([]accessEntry, error) { return parseAccessLog(suite.target
 
 // parseAccessLog reads the access log of a stack's Traefik: its JSON lines, whatever else is
 // among them (a container's output mixes both logs).
-func parseAccessLog(s target) ([]accessEntry, error) {
+func parseAccessLog(s target.Target) ([]accessEntry, error) {
 	b, err := s.AccessLog(context.Background())
 	if err != nil {
 		return nil, err

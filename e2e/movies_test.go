@@ -10,7 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
-	"github.com/movies-microservices/e2e/stack"
+	"github.com/movies-microservices/e2e/target"
 )
 
 // movie is the wire form of a movie.
@@ -201,13 +201,13 @@ func TestCastServiceDown(t *testing.T) {
 // mesh's circuit breaker, which the outage tripped, has closed: later tests must meet neither.
 func stopCastsUntilCleanup(t *testing.T, probeID int64) {
 	t.Helper()
-	if err := suite.target.StopService(stack.ServiceCasts); err != nil {
+	if err := suite.target.StopService(target.ServiceCasts); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if err := suite.target.StartService(ctx, stack.ServiceCasts); err != nil {
+		if err := suite.target.StartService(ctx, target.ServiceCasts); err != nil {
 			t.Fatalf("start casts again: %v", err)
 		}
 		waitGatewayOK(t, "/api/v1/casts/"+itoa(probeID))

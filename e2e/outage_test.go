@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/movies-microservices/e2e/stack"
+	"github.com/movies-microservices/e2e/target"
 )
 
 // TestDatabaseOutage stops the databases under the suite's stack (the PostgreSQL cluster, or both
@@ -137,7 +137,7 @@ func TestCrashDurability(t *testing.T) {
 	gateway := s.URLs().Gateway
 	tag := unique("Crash")
 	client := &http.Client{Timeout: 30 * time.Second}
-	tokens := tokensOf(s, stack.DemoScopes)
+	tokens := tokensOf(s, target.DemoScopes)
 
 	const writers, perWriter = 4, 60
 	var acknowledged sync.Map // key -> cast id
@@ -184,7 +184,7 @@ func TestCrashDurability(t *testing.T) {
 		}()
 	}
 	<-killed
-	if err := s.KillReplica(stack.ServiceCasts, 0); err != nil {
+	if err := s.KillReplica(target.ServiceCasts, 0); err != nil {
 		t.Fatal(err)
 	}
 	wg.Wait()
@@ -195,7 +195,7 @@ func TestCrashDurability(t *testing.T) {
 	t.Logf("answers other than 201 around the crash: %s", refusals.String())
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := s.StartReplica(ctx, stack.ServiceCasts, 0); err != nil {
+	if err := s.StartReplica(ctx, target.ServiceCasts, 0); err != nil {
 		t.Fatal(err)
 	}
 

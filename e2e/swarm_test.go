@@ -16,18 +16,24 @@ import (
 	"testing"
 	"time"
 
-	"github.com/movies-microservices/e2e/compose"
-	"github.com/movies-microservices/e2e/stack"
-	"github.com/movies-microservices/e2e/swarm"
+	"github.com/movies-microservices/e2e/stackkit"
+	"github.com/movies-microservices/e2e/target"
 )
 
-// needSwarm is the suite's swarm; any other stack fails the test: these tests are built only
-// for `make e2e-swarm`.
-func needSwarm(t *testing.T) swarmTarget {
+// multiNode is a stack on several nodes whose orchestrator scales and rolls out services.
+type multiNode interface {
+	target.Target
+	target.Nodes
+	target.Rollouts
+}
+
+// needSwarm is the suite's stack on several nodes; any other stack fails the test: these tests
+// are built only for `make e2e-swarm`.
+func needSwarm(t *testing.T) multiNode {
 	t.Helper()
-	s, ok := suite.target.(swarmTarget)
+	s, ok := suite.target.(multiNode)
 	if !ok {
-		t.Fatalf("built with -tags swarm, but the suite drives %s: run it with `make e2e-swarm`", describeTarget(suite.target))
+		t.Fatalf("built with -tags swarm, but the suite drives %s, which has no nodes: run it with `make e2e-swarm`", describeTarget(suite.target))
 	}
 	return s
 }
@@ -35,7 +41,7 @@ func needSwarm(t *testing.T) swarmTarget {
 // underLoad runs act while two workers send the load of runLoad (writes and reads on both
 // services, the cast check across the mesh) through the gateway, and returns what the load saw.
 // The load is bounded in requests and stops when act returns.
-func underLoad(t *testing.T, s swarmTarget, act func() error) *loadResult {
+func underLoad(t *testing.T, s multiNode, act func() error) *loadResult {
 	t.Helper()
 	stop := make(chan struct{})
 	done := make(chan *loadResult)
@@ -55,7 +61,7 @@ func underLoad(t *testing.T, s swarmTarget, act func() error) *loadResult {
 }
 
 // noFailures fails t for each failed request of res, and checks every acknowledged write.
-func noFailures(t *testing.T, s swarmTarget, what string, res *loadResult) {
+func noFailures(t *testing.T, s multiNode, what string, res *loadResult) {
 	t.Helper()
 	if len(res.failures) > 0 {
 		t.Errorf("%d requests failed during %s:\n%s", len(res.failures), what, strings.Join(res.failures, "\n"))
@@ -64,7 +70,7 @@ func noFailures(t *testing.T, s swarmTarget, what string, res *loadResult) {
 }
 
 // settle waits, at the end of a test, until the stack is whole again for the next one.
-func settle(t *testing.T, s swarmTarget) {
+func settle(t *testing.T, s multiNode) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -74,7 +80,7 @@ func settle(t *testing.T, s swarmTarget) {
 }
 
 // routedToTasks checks that Traefik's servers of svc are exactly its running tasks' addresses.
-func routedToTasks(ctx context.Context, s swarmTarget, svc string, port string) error {
+func routedToTasks(ctx context.Context, s multiNode, svc string, port string) error {
 	tasks, err := s.Tasks(ctx, svc)
 	if err != nil {
 		return err
@@ -83,7 +89,7 @@ func routedToTasks(ctx context.Context, s swarmTarget, svc string, port string) 
 	for _, task := range tasks {
 		want = append(want, "http://"+task.Addr+":"+port)
 	}
-	servers, err := s.Servers(ctx, plainClient, svc)
+	servers, err := stackkit.ServerStatus(ctx, plainClient, s.URLs().Admin, svc+"@"+s.Provider())
 	if err != nil {
 		return err
 	}
@@ -106,7 +112,7 @@ func routedToTasks(ctx context.Context, s swarmTarget, svc string, port string) 
 func TestSwarmSpreadAndBalanced(t *testing.T) {
 	s := needSwarm(t)
 	ctx := t.Context()
-	for _, svc := range []string{stack.ServiceCasts, stack.ServiceMovies} {
+	for _, svc := range []string{target.ServiceCasts, target.ServiceMovies} {
 		tasks, err := s.Tasks(ctx, svc)
 		if err != nil {
 			t.Fatal(err)
@@ -116,10 +122,10 @@ func TestSwarmSpreadAndBalanced(t *testing.T) {
 			nodes[task.Node] = true
 		}
 		t.Logf("%s: %d tasks on nodes %v", svc, len(tasks), nodes)
-		if len(tasks) != swarm.Replicas || len(nodes) < 2 {
-			t.Errorf("%s: %d tasks on %d nodes, want %d on at least 2", svc, len(tasks), len(nodes), swarm.Replicas)
+		if len(tasks) != s.Replicas(svc) || len(nodes) < 2 {
+			t.Errorf("%s: %d tasks on %d nodes, want %d on at least 2", svc, len(tasks), len(nodes), s.Replicas(svc))
 		}
-		if err := routedToTasks(ctx, s, svc, swarm.ServicePorts[svc]); err != nil {
+		if err := routedToTasks(ctx, s, svc, target.ServicePorts[svc]); err != nil {
 			t.Error(err)
 		}
 
@@ -165,9 +171,9 @@ func TestSwarmRollingUpdate(t *testing.T) {
 	defer settle(t, s)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
-	for _, svc := range []string{stack.ServiceCasts, stack.ServiceMovies} {
-		path := swarm.ServiceImage(svc, "2")
-		if err := s.NewImage(ctx, s.BuiltImage(svc), path, "LABEL org.opencontainers.image.version=2"); err != nil {
+	for _, svc := range []string{target.ServiceCasts, target.ServiceMovies} {
+		path, err := s.NewImage(ctx, svc, "2", "LABEL org.opencontainers.image.version=2")
+		if err != nil {
 			t.Fatal(err)
 		}
 		started := time.Now()
@@ -188,7 +194,7 @@ func TestSwarmRollingUpdate(t *testing.T) {
 			}
 		}
 		waitFor(t, "Traefik routing to the new tasks of "+svc, 30*time.Second, func() error {
-			return routedToTasks(ctx, s, svc, swarm.ServicePorts[svc])
+			return routedToTasks(ctx, s, svc, target.ServicePorts[svc])
 		})
 	}
 }
@@ -200,14 +206,14 @@ func TestSwarmFailedUpdateRollsBack(t *testing.T) {
 	defer settle(t, s)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
-	svc := stack.ServiceCasts
+	svc := target.ServiceCasts
 	before, err := s.SpecImage(ctx, svc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := swarm.ServiceImage(svc, "broken")
-	if err := s.NewImage(ctx, s.BuiltImage(svc), path,
-		`HEALTHCHECK --interval=2s --timeout=1s --start-period=1s --retries=2 CMD ["/app/no-such-health-check"]`); err != nil {
+	path, err := s.NewImage(ctx, svc, "broken",
+		`HEALTHCHECK --interval=2s --timeout=1s --start-period=1s --retries=2 CMD ["/app/no-such-health-check"]`)
+	if err != nil {
 		t.Fatal(err)
 	}
 	var updateErr error
@@ -216,7 +222,7 @@ func TestSwarmFailedUpdateRollsBack(t *testing.T) {
 		updateErr = s.UpdateImage(ctx, svc, path)
 		return nil
 	})
-	t.Logf("the update to %s ended after %s: %v", path, time.Since(started).Round(time.Second), compose.FirstLine(fmt.Sprint(updateErr)))
+	t.Logf("the update to %s ended after %s: %v", path, time.Since(started).Round(time.Second), stackkit.FirstLine(fmt.Sprint(updateErr)))
 	noFailures(t, s, "the failed update of "+svc, res)
 	// `docker service update --detach=false` returns once the service has converged, also when
 	// that is the rollback (it may exit 0 then): the update's state says what happened.
@@ -242,9 +248,9 @@ func TestSwarmScale(t *testing.T) {
 	defer settle(t, s)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
-	svc := stack.ServiceMovies
+	svc := target.ServiceMovies
 	res := underLoad(t, s, func() error {
-		for _, n := range []int{4, swarm.Replicas} {
+		for _, n := range []int{4, s.Replicas(svc)} {
 			started := time.Now()
 			if err := s.Scale(ctx, svc, n); err != nil {
 				return err
@@ -252,7 +258,7 @@ func TestSwarmScale(t *testing.T) {
 			if err := s.WaitRouted(ctx, 2*time.Minute, map[string]int{svc: n}); err != nil {
 				return err
 			}
-			if err := routedToTasks(ctx, s, svc, swarm.ServicePorts[svc]); err != nil {
+			if err := routedToTasks(ctx, s, svc, target.ServicePorts[svc]); err != nil {
 				return err
 			}
 			t.Logf("%s scaled to %d, Traefik routing to each, in %s", svc, n, time.Since(started).Round(time.Second))
@@ -264,28 +270,28 @@ func TestSwarmScale(t *testing.T) {
 }
 
 // workerWithTasks is a worker running at least one task of casts or movies.
-func workerWithTasks(t *testing.T, s swarmTarget) swarm.Node {
+func workerWithTasks(t *testing.T, s multiNode) string {
 	t.Helper()
-	for _, n := range s.Nodes()[1:] {
-		for _, svc := range []string{stack.ServiceCasts, stack.ServiceMovies} {
+	for _, n := range s.Workers() {
+		for _, svc := range []string{target.ServiceCasts, target.ServiceMovies} {
 			tasks, err := s.Tasks(t.Context(), svc)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if slices.ContainsFunc(tasks, func(task swarm.Task) bool { return task.Node == n.Name }) {
+			if slices.ContainsFunc(tasks, func(task target.Task) bool { return task.Node == n }) {
 				return n
 			}
 		}
 	}
 	t.Fatal("no worker runs a task of casts or movies")
-	return swarm.Node{}
+	return ""
 }
 
 // tasksOn counts the tasks of casts and movies on node.
-func tasksOn(t *testing.T, s swarmTarget, node string) int {
+func tasksOn(t *testing.T, s multiNode, node string) int {
 	t.Helper()
 	count := 0
-	for _, svc := range []string{stack.ServiceCasts, stack.ServiceMovies} {
+	for _, svc := range []string{target.ServiceCasts, target.ServiceMovies} {
 		tasks, err := s.Tasks(t.Context(), svc)
 		if err != nil {
 			t.Fatal(err)
@@ -309,11 +315,11 @@ func tasksOn(t *testing.T, s swarmTarget, node string) int {
 // (responseHeaderTimeout), twice 2 s for a cast check (a timed-out check is made once more, see
 // castsclient), and a request that could not be sent there goes to another instance
 // (public-retry, mesh-retry). The test reports the count either way.
-func nodeLoss(t *testing.T, s swarmTarget, what string, lose, recover func(ctx context.Context, n swarm.Node) error) {
+func nodeLoss(t *testing.T, s multiNode, what string, lose, recover func(ctx context.Context, node string) error) {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
 	n := workerWithTasks(t, s)
-	t.Logf("%s: %d tasks of casts and movies on it", n.Name, tasksOn(t, s, n.Name))
+	t.Logf("%s: %d tasks of casts and movies on it", n, tasksOn(t, s, n))
 	var whole time.Duration
 	var recovered sync.Once
 	recoverNode := func() error {
@@ -331,29 +337,29 @@ func nodeLoss(t *testing.T, s swarmTarget, what string, lose, recover func(ctx c
 		// Whatever happens next, the node comes back before the next test.
 		t.Cleanup(func() {
 			if err := recoverNode(); err != nil {
-				t.Errorf("bring %s back: %v", n.Name, err)
+				t.Errorf("bring %s back: %v", n, err)
 			}
 		})
-		if err := s.WaitNode(ctx, 2*time.Minute, n.Name, "down"); err != nil {
+		if err := s.WaitNode(ctx, 2*time.Minute, n, "down"); err != nil {
 			return err
 		}
 		// Not waitFor: its t.Fatal would leave the load running.
-		err := stack.Poll(ctx, 3*time.Minute, 300*time.Millisecond, "casts and movies whole on the other nodes", func() error {
-			for _, svc := range []string{stack.ServiceCasts, stack.ServiceMovies} {
+		err := stackkit.Poll(ctx, 3*time.Minute, 300*time.Millisecond, "casts and movies whole on the other nodes", func() error {
+			for _, svc := range []string{target.ServiceCasts, target.ServiceMovies} {
 				tasks, err := s.Tasks(ctx, svc)
 				if err != nil {
 					return err
 				}
 				on := 0
 				for _, task := range tasks {
-					if task.Node != n.Name {
+					if task.Node != n {
 						on++
 					}
 				}
-				if on != swarm.Replicas {
+				if on != s.Replicas(svc) {
 					return fmt.Errorf("%s: %d tasks on the other nodes", svc, on)
 				}
-				if err := routedToTasks(ctx, s, svc, swarm.ServicePorts[svc]); err != nil {
+				if err := routedToTasks(ctx, s, svc, target.ServicePorts[svc]); err != nil {
 					return err
 				}
 			}
@@ -363,11 +369,11 @@ func nodeLoss(t *testing.T, s swarmTarget, what string, lose, recover func(ctx c
 		return err
 	})
 	t.Logf("%s %s: casts and movies whole again on the other nodes after %.1f s; %d of %d requests failed",
-		what, n.Name, whole.Seconds(), len(res.failures), res.requests)
+		what, n, whole.Seconds(), len(res.failures), res.requests)
 	if len(res.failures) > 2 {
 		t.Errorf("%d requests failed, want at most 2 (one in flight per load worker):\n%s", len(res.failures), strings.Join(res.failures, "\n"))
 	} else if len(res.failures) > 0 {
-		t.Logf("the failed requests (in flight towards %s):\n%s", n.Name, strings.Join(res.failures, "\n"))
+		t.Logf("the failed requests (in flight towards %s):\n%s", n, strings.Join(res.failures, "\n"))
 	}
 	logGatewayFailures(t, s, lossStarted)
 	checkAcknowledged(t, s.URLs().Gateway, res)
@@ -376,10 +382,10 @@ func nodeLoss(t *testing.T, s swarmTarget, what string, lose, recover func(ctx c
 	if err := recoverNode(); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.WaitNode(ctx, 3*time.Minute, n.Name, "ready"); err != nil {
+	if err := s.WaitNode(ctx, 3*time.Minute, n, "ready"); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%s ready again in the swarm after %.1f s", n.Name, time.Since(started).Seconds())
+	t.Logf("%s ready again in the swarm after %.1f s", n, time.Since(started).Seconds())
 	settle(t, s)
 }
 
@@ -387,9 +393,7 @@ func nodeLoss(t *testing.T, s swarmTarget, what string, lose, recover func(ctx c
 // docker`: its containers drain and stop); Swarm runs its tasks on the other nodes.
 func TestSwarmWorkerEngineStopped(t *testing.T) {
 	s := needSwarm(t)
-	nodeLoss(t, s, "engine stopped on",
-		func(ctx context.Context, n swarm.Node) error { return s.StopEngine(n) },
-		func(ctx context.Context, n swarm.Node) error { return s.StartEngine(ctx, n) })
+	nodeLoss(t, s, "engine stopped on", s.StopNode, s.StartNode)
 }
 
 // TestSwarmWorkerCutOff takes a worker's link down under load: Traefik's health checks take
@@ -397,7 +401,7 @@ func TestSwarmWorkerEngineStopped(t *testing.T) {
 // link is back.
 func TestSwarmWorkerCutOff(t *testing.T) {
 	s := needSwarm(t)
-	nodeLoss(t, s, "link cut to", s.CutLink, s.RestoreLink)
+	nodeLoss(t, s, "link cut to", s.CutOff, s.BringBack)
 }
 
 // logGatewayFailures logs the gateway's own record (its access log) of each request it answered
@@ -405,7 +409,7 @@ func TestSwarmWorkerCutOff(t *testing.T) {
 // status (0: none, the gateway answered itself, as the mesh's circuit breaker does) and how long
 // it took, so a failure says where it came from. (ServiceURL is the problems service's when the
 // gateway rendered the problem page.)
-func logGatewayFailures(t *testing.T, s swarmTarget, since time.Time) {
+func logGatewayFailures(t *testing.T, s multiNode, since time.Time) {
 	t.Helper()
 	b, err := s.AccessLog(t.Context())
 	if err != nil {

@@ -10,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/movies-microservices/e2e/stack"
+	"github.com/movies-microservices/e2e/stackkit"
+	"github.com/movies-microservices/e2e/target"
 )
 
 // Every write needs a bearer token from the stack's OpenID provider (Hydra). The suite gets its
@@ -43,14 +44,11 @@ func (c *tokenCache) get() string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	token, err := c.fetch(ctx)
-	for err != nil && ctx.Err() == nil {
-		select {
-		case <-ctx.Done():
-		case <-time.After(500 * time.Millisecond):
-			token, err = c.fetch(ctx)
-		}
-	}
+	var token string
+	err := stackkit.Poll(ctx, 30*time.Second, 500*time.Millisecond, "an access token", func() (err error) {
+		token, err = c.fetch(ctx)
+		return err
+	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: get an access token: %v\n", err)
 		return ""
@@ -78,9 +76,9 @@ func tokensOf(src tokenSource, scope string) *tokenCache {
 
 // relayTokensOf caches tokens of the cast service's relay client (scope movies:events), as the
 // relay gets them, for tests that post events to the movie service themselves.
-func relayTokensOf(tg target) *tokenCache {
+func relayTokensOf(tg target.Target) *tokenCache {
 	return &tokenCache{fetch: func(ctx context.Context) (string, error) {
-		return stack.FetchToken(ctx, stack.TokenURL(tg.URLs().Gateway), stack.RelayClientID, tg.Secrets().RelayClient, scopeEvents)
+		return stackkit.FetchToken(ctx, stackkit.TokenURL(tg.URLs().Gateway), target.RelayClientID, tg.Secrets().RelayClient, scopeEvents)
 	}}
 }
 
@@ -98,18 +96,18 @@ var suiteTokens *tokenCache
 
 func newSuiteTokens() *tokenCache {
 	if suite.target != nil {
-		return tokensOf(suite.target, stack.DemoScopes)
+		return tokensOf(suite.target, target.DemoScopes)
 	}
 	id := os.Getenv("E2E_CLIENT_ID")
 	if id == "" {
-		id = stack.DemoClientID
+		id = target.DemoClientID
 	}
 	secret := os.Getenv("E2E_CLIENT_SECRET")
 	return &tokenCache{fetch: func(ctx context.Context) (string, error) {
 		if secret == "" {
 			return "", fmt.Errorf("E2E_CLIENT_SECRET is not set: the writes of a stack started elsewhere need its demo client's secret (.env: HYDRA_DEMO_CLIENT_SECRET)")
 		}
-		return stack.FetchToken(ctx, stack.TokenURL(suite.gateway), id, secret, stack.DemoScopes)
+		return stackkit.FetchToken(ctx, stackkit.TokenURL(suite.gateway), id, secret, target.DemoScopes)
 	}}
 }
 
@@ -164,7 +162,7 @@ var suiteRelayTokens = sync.OnceValue(func() *tokenCache {
 		if secret == "" {
 			return "", fmt.Errorf("E2E_RELAY_CLIENT_SECRET is not set: events posted to a stack started elsewhere need its relay client's secret (.env: HYDRA_RELAY_CLIENT_SECRET)")
 		}
-		return stack.FetchToken(ctx, stack.TokenURL(suite.gateway), stack.RelayClientID, secret, scopeEvents)
+		return stackkit.FetchToken(ctx, stackkit.TokenURL(suite.gateway), target.RelayClientID, secret, scopeEvents)
 	}}
 })
 

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/movies-microservices/e2e/stack"
+	"github.com/movies-microservices/e2e/stackkit"
 )
 
 // Traces: Traefik and both services export their spans to the stack's Jaeger, which the suite
@@ -150,7 +150,7 @@ func searchTraces(ctx context.Context, base, service, key, value string) ([]jaeg
 	var out struct {
 		Data []jaegerTrace `json:"data"`
 	}
-	if err := stack.GetJSON(ctx, plainClient, base+"/api/traces?"+q.Encode(), &out); err != nil {
+	if err := stackkit.GetJSON(ctx, plainClient, base+"/api/traces?"+q.Encode(), &out); err != nil {
 		return nil, err
 	}
 	return out.Data, nil
@@ -161,7 +161,7 @@ func fetchTrace(ctx context.Context, base, traceID string) (jaegerTrace, error) 
 	var out struct {
 		Data []jaegerTrace `json:"data"`
 	}
-	if err := stack.GetJSON(ctx, plainClient, base+"/api/traces/"+traceID, &out); err != nil {
+	if err := stackkit.GetJSON(ctx, plainClient, base+"/api/traces/"+traceID, &out); err != nil {
 		return jaegerTrace{}, err
 	}
 	if len(out.Data) != 1 {
@@ -176,32 +176,27 @@ func fetchTrace(ctx context.Context, base, traceID string) (jaegerTrace, error) 
 func waitTrace(t *testing.T, service, requestID string, complete func(jaegerTrace) error) jaegerTrace {
 	t.Helper()
 	base := jaegerURL(t)
-	ctx, cancel := context.WithTimeout(t.Context(), traceWait)
-	defer cancel()
-	var last error
+	ctx := t.Context()
 	var tr jaegerTrace
-	for {
+	err := stackkit.Poll(ctx, traceWait, 500*time.Millisecond, "the trace of request "+requestID+" complete", func() error {
 		found, err := searchTraces(ctx, base, service, "request_id", requestID)
 		switch {
 		case err != nil:
-			last = err
+			return err
 		case len(found) > 1:
 			t.Fatalf("%d traces hold a %s span with request_id %s; want one", len(found), service, requestID)
 		case len(found) == 0:
-			last = fmt.Errorf("no trace holds a %s span with request_id %s yet", service, requestID)
-		default:
-			if tr, err = fetchTrace(ctx, base, found[0].TraceID); err != nil {
-				last = err
-			} else if last = complete(tr); last == nil {
-				return tr
-			}
+			return fmt.Errorf("no trace holds a %s span with request_id %s yet", service, requestID)
 		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("trace of request %s: not complete within %s: %v\nspans:\n%s", requestID, traceWait, last, tr.describe())
-		case <-time.After(500 * time.Millisecond):
+		if tr, err = fetchTrace(ctx, base, found[0].TraceID); err != nil {
+			return err
 		}
+		return complete(tr)
+	})
+	if err != nil {
+		t.Fatalf("trace of request %s: %v\nspans:\n%s", requestID, err, tr.describe())
 	}
+	return tr
 }
 
 // checkParentage fails t unless the trace is one tree: one root, Traefik's span on web, and

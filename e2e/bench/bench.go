@@ -16,11 +16,12 @@ import (
 	"time"
 
 	"github.com/movies-microservices/e2e/stack"
+	"github.com/movies-microservices/e2e/target"
 )
 
 // Options configure Run. Zero values take the defaults of DefaultOptions.
 type Options struct {
-	// RepoRoot holds bin/ and traefik/ (see stack.FindRepoRoot). Required.
+	// RepoRoot holds bin/ and traefik/ (see stackkit.FindRepoRoot). Required.
 	RepoRoot string
 	// Duration of each measured run, whole seconds (wrk's unit).
 	Duration time.Duration
@@ -280,9 +281,9 @@ func Run(ctx context.Context, opts Options) (_ *Results, err error) {
 		// The services without verification count as the services: only one of the two serves
 		// at a time, the other idles.
 		switch name {
-		case stack.ServiceCasts:
+		case target.ServiceCasts:
 			g.roots = append(g.roots, unv.casts.pid())
-		case stack.ServiceMovies:
+		case target.ServiceMovies:
 			g.roots = append(g.roots, unv.movies.pid())
 		}
 		groups = append(groups, g)
@@ -291,9 +292,9 @@ func Run(ctx context.Context, opts Options) (_ *Results, err error) {
 		// Each stack's Hydra signs with its own keys.
 		token: func(ctx context.Context, variant string) (string, error) {
 			if variant == VariantTraced {
-				return traced.Token(ctx, stack.DemoScopes)
+				return traced.Token(ctx, target.DemoScopes)
 			}
-			return st.Token(ctx, stack.DemoScopes)
+			return st.Token(ctx, target.DemoScopes)
 		}}
 
 	fmt.Fprintf(progress, "bench: measuring, about %s\n", opts.Estimate().Round(time.Second))

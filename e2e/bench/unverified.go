@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/movies-microservices/e2e/stack"
+	"github.com/movies-microservices/e2e/stackkit"
+	"github.com/movies-microservices/e2e/target"
 )
 
 // unverified is one more process of each service, the same binary on the same database, started
@@ -65,11 +67,11 @@ func startUnverified(ctx context.Context, repoRoot, dir string, st *stack.Stack)
 	}
 	// Its outbox relay is a client of its own, as the stack's: events, if any, are delivered.
 	urls := st.URLs()
-	if u.casts, err = start(stack.ServiceCasts, "CASTS_MOVIES_URL="+mesh, "CASTS_AUTH_TOKEN_URL="+stack.TokenURL(urls.HydraPublic),
-		"CASTS_AUTH_AUDIENCE="+stack.Audience, "CASTS_RELAY_CLIENT_ID="+stack.RelayClientID, "CASTS_RELAY_CLIENT_SECRET="+st.Secrets().RelayClient); err != nil {
+	if u.casts, err = start(target.ServiceCasts, "CASTS_MOVIES_URL="+mesh, "CASTS_AUTH_TOKEN_URL="+stackkit.TokenURL(urls.HydraPublic),
+		"CASTS_AUTH_AUDIENCE="+target.Audience, "CASTS_RELAY_CLIENT_ID="+target.RelayClientID, "CASTS_RELAY_CLIENT_SECRET="+st.Secrets().RelayClient); err != nil {
 		return nil, err
 	}
-	if u.movies, err = start(stack.ServiceMovies, "MOVIES_CASTS_URL="+mesh); err != nil {
+	if u.movies, err = start(target.ServiceMovies, "MOVIES_CASTS_URL="+mesh); err != nil {
 		return nil, err
 	}
 	return u, nil
@@ -77,7 +79,7 @@ func startUnverified(ctx context.Context, repoRoot, dir string, st *stack.Stack)
 
 // url is where scenario's service listens.
 func (u *unverified) url(service string) string {
-	if service == stack.ServiceCasts {
+	if service == target.ServiceCasts {
 		return u.casts.url
 	}
 	return u.movies.url

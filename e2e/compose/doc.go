@@ -1,6 +1,7 @@
 // Package compose runs the system as a Docker Compose project (compose.yaml) for the e2e suite,
-// and acts on it through the engine: the container counterpart of package stack, with the same
-// fault operations (stop and start a service, a replica, the databases; SIGKILL a replica).
+// and acts on it through the engine: a driver of the stack under test (target.Target, see
+// target.go), with the fault operations it asks for (stop and start a service, a replica, the
+// databases; SIGKILL a replica).
 //
 // It talks to the engine only through the `docker` and `docker compose` commands. Up starts a
 // project of its own: compose.yaml, then the caller's overrides (standins.yaml where no registry

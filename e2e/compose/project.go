@@ -18,20 +18,21 @@ import (
 	"sync"
 	"time"
 
-	"github.com/movies-microservices/e2e/stack"
+	"github.com/movies-microservices/e2e/stackkit"
+	"github.com/movies-microservices/e2e/target"
 )
 
-// Services of compose.yaml, besides stack.ServiceCasts and stack.ServiceMovies.
+// Services of compose.yaml, besides target.ServiceCasts and target.ServiceMovies.
 const (
 	ServiceTraefik  = "traefik"
 	ServiceCastsDB  = "casts-db"
 	ServiceMoviesDB = "movies-db"
 	// The OpenID provider, its database, and its one-shot migration and client setup.
-	ServiceHydra        = stack.ServiceHydra
+	ServiceHydra        = target.ServiceHydra
 	ServiceHydraDB      = "hydra-db"
 	ServiceHydraMigrate = "hydra-migrate"
 	ServiceHydraClients = "hydra-clients"
-	ServiceJaeger       = stack.ServiceJaeger
+	ServiceJaeger       = target.ServiceJaeger
 )
 
 // jaegerQueryPort is where Jaeger's container serves its UI and query API (compose.yaml).
@@ -40,11 +41,11 @@ const jaegerQueryPort = "16686"
 // hydraAdmin is Hydra's admin API inside its container, on the container's loopback only.
 const hydraAdmin = "http://127.0.0.1:4445"
 
+// pollEvery is how often the project's waits ask the engine or Traefik again.
+const pollEvery = 200 * time.Millisecond
+
 // defaultIssuer is HYDRA_ISSUER's default in compose.yaml.
 const defaultIssuer = "http://localhost:8080/"
-
-// servicePorts are the ports each service listens on inside its container (compose.yaml).
-var servicePorts = map[string]string{stack.ServiceCasts: "8001", stack.ServiceMovies: "8000"}
 
 // Environment of a project started by Up, for a process that drives it with Attach; Exports
 // returns them.
@@ -57,7 +58,7 @@ const (
 
 // Options configure Up.
 type Options struct {
-	// RepoRoot holds compose.yaml (see stack.FindRepoRoot). Required.
+	// RepoRoot holds compose.yaml (see stackkit.FindRepoRoot). Required.
 	RepoRoot string
 	// Name is the Compose project's name; it prefixes every container, network and volume.
 	// Required.
@@ -91,11 +92,11 @@ type Project struct {
 	files   []string // every -f, in order
 	envFile string
 	dir     string // temp dir of Up (env file, test override), removed by Down; "" after Attach
-	secrets stack.Secrets
+	secrets target.Secrets
 	issuer  string // HYDRA_ISSUER: the tokens' iss
 
 	mu   sync.Mutex // guards urls
-	urls stack.URLs
+	urls target.URLs
 }
 
 // Up starts a project and returns once every container is healthy and Traefik routes to every
@@ -109,7 +110,7 @@ func Up(ctx context.Context, opts Options) (_ *Project, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("compose: %w", err)
 	}
-	p := &Project{opts: opts, dir: dir, secrets: stack.NewSecrets(), issuer: defaultIssuer}
+	p := &Project{opts: opts, dir: dir, secrets: target.NewSecrets(), issuer: defaultIssuer}
 	p.secrets.Superuser = "" // each service's role owns its own server; there is no other
 	defer func() {
 		if err != nil {
@@ -145,7 +146,7 @@ func Up(ctx context.Context, opts Options) (_ *Project, err error) {
 	if err := p.stream(ctx, args...); err != nil {
 		return nil, fmt.Errorf("compose: %s: %w\n%s", strings.Join(args, " "), err, p.describe(ctx))
 	}
-	if err := p.waitRouted(ctx, stack.ServiceCasts, stack.ServiceMovies, ServiceHydra); err != nil {
+	if err := p.waitRouted(ctx, target.ServiceCasts, target.ServiceMovies, ServiceHydra); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(opts.Progress, "compose: project %s up, gateway %s\n", opts.Name, p.URLs().Gateway)
@@ -159,7 +160,7 @@ func (p *Project) upArgs(build bool) []string {
 	if build {
 		args = append(args, "--build")
 	}
-	for _, svc := range []string{stack.ServiceCasts, stack.ServiceMovies} {
+	for _, svc := range []string{target.ServiceCasts, target.ServiceMovies} {
 		args = append(args, "--scale", svc+"="+strconv.Itoa(p.opts.Replicas))
 	}
 	return args
@@ -181,7 +182,7 @@ func Attach(ctx context.Context, repoRoot string, getenv func(string) string) (*
 	if err != nil {
 		return nil, err
 	}
-	p.secrets = stack.Secrets{Casts: env["CASTS_DB_PASSWORD"], Movies: env["MOVIES_DB_PASSWORD"],
+	p.secrets = target.Secrets{Casts: env["CASTS_DB_PASSWORD"], Movies: env["MOVIES_DB_PASSWORD"],
 		Hydra: env["HYDRA_DB_PASSWORD"], HydraSystem: env["HYDRA_SECRETS_SYSTEM"],
 		DemoClient: env["HYDRA_DEMO_CLIENT_SECRET"], RelayClient: env["HYDRA_RELAY_CLIENT_SECRET"]}
 	p.issuer = env["HYDRA_ISSUER"]
@@ -291,8 +292,8 @@ func (p *Project) testOverride(ctx context.Context) (string, error) {
 		fmt.Fprintf(&b, "      - %q\n", "127.0.0.1::"+port)
 	}
 	fmt.Fprintf(&b, "  %s:\n    ports: !override\n      - %q\n", ServiceJaeger, "127.0.0.1::"+jaegerQueryPort)
-	for _, svc := range []string{stack.ServiceCasts, stack.ServiceMovies} {
-		fmt.Fprintf(&b, "  %s:\n    ports:\n      - %q\n", svc, "127.0.0.1::"+servicePorts[svc])
+	for _, svc := range []string{target.ServiceCasts, target.ServiceMovies} {
+		fmt.Fprintf(&b, "  %s:\n    ports:\n      - %q\n", svc, "127.0.0.1::"+target.ServicePorts[svc])
 		if p.opts.Images != "" {
 			fmt.Fprintf(&b, "    image: %s\n", p.opts.Images+"-"+svc)
 		}
@@ -378,7 +379,7 @@ func (p *Project) Container(service string, i int) string {
 
 // URLs tell where the published parts listen; the replicas' ports change when their container
 // restarts, and are read again then. DatabaseAdmin is empty: the databases are never published.
-func (p *Project) URLs() stack.URLs {
+func (p *Project) URLs() target.URLs {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	u := p.urls
@@ -389,7 +390,7 @@ func (p *Project) URLs() stack.URLs {
 
 // Secrets are the databases' passwords. Superuser is empty: each service's role is the
 // superuser of its own server, as the official image makes POSTGRES_USER.
-func (p *Project) Secrets() stack.Secrets { return p.secrets }
+func (p *Project) Secrets() target.Secrets { return p.secrets }
 
 // refreshURLs reads every published port with one `docker compose ps`.
 func (p *Project) refreshURLs(ctx context.Context) error {
@@ -427,7 +428,7 @@ func (p *Project) refreshURLs(ctx context.Context) error {
 		}
 		return "", fmt.Errorf("compose: %s publishes no port for %s", container, private)
 	}
-	u := stack.URLs{Issuer: p.issuer}
+	u := target.URLs{Issuer: p.issuer}
 	if u.Gateway, err = port(ServiceTraefik, "8080", 1); err != nil {
 		return err
 	}
@@ -441,11 +442,11 @@ func (p *Project) refreshURLs(ctx context.Context) error {
 		return err
 	}
 	for i := range p.opts.Replicas {
-		c, err := port(stack.ServiceCasts, servicePorts[stack.ServiceCasts], i+1)
+		c, err := port(target.ServiceCasts, target.ServicePorts[target.ServiceCasts], i+1)
 		if err != nil {
 			return err
 		}
-		m, err := port(stack.ServiceMovies, servicePorts[stack.ServiceMovies], i+1)
+		m, err := port(target.ServiceMovies, target.ServicePorts[target.ServiceMovies], i+1)
 		if err != nil {
 			return err
 		}
@@ -484,7 +485,7 @@ func (p *Project) Recreate(ctx context.Context, removeVolumes bool) error {
 	if err := p.stream(ctx, up...); err != nil {
 		return fmt.Errorf("compose: %s: %w\n%s", strings.Join(up, " "), err, p.describe(ctx))
 	}
-	return p.waitRouted(ctx, stack.ServiceCasts, stack.ServiceMovies, ServiceHydra)
+	return p.waitRouted(ctx, target.ServiceCasts, target.ServiceMovies, ServiceHydra)
 }
 
 // Volumes are the names of the project's volumes.
@@ -564,14 +565,14 @@ func (p *Project) RestartReplica(ctx context.Context, service string, i int) err
 // WaitReady returns once every replica is healthy, answers /readyz (database included) and
 // Traefik routes to it: after a fault, the point from which the stack serves again.
 func (p *Project) WaitReady(ctx context.Context) error {
-	if err := p.waitRouted(ctx, stack.ServiceCasts, stack.ServiceMovies); err != nil {
+	if err := p.waitRouted(ctx, target.ServiceCasts, target.ServiceMovies); err != nil {
 		return err
 	}
 	u := p.URLs()
 	client := &http.Client{Timeout: 2 * time.Second}
 	for _, base := range append(u.Casts, u.Movies...) {
-		if err := poll(ctx, p.opts.ReadyTimeout, base+"/readyz answering 200", func() error {
-			return stack.GetJSON(ctx, client, base+"/readyz", nil)
+		if err := stackkit.Poll(ctx, p.opts.ReadyTimeout, pollEvery, base+"/readyz answering 200", func() error {
+			return stackkit.GetJSON(ctx, client, base+"/readyz", nil)
 		}); err != nil {
 			return err
 		}
@@ -597,8 +598,8 @@ func (p *Project) waitRouted(ctx context.Context, services ...string) error {
 	admin := p.URLs().Admin
 	client := &http.Client{Timeout: 2 * time.Second}
 	for _, svc := range services {
-		err := poll(ctx, p.opts.ReadyTimeout, fmt.Sprintf("Traefik routing to %d %s server(s)", p.replicas(svc), svc), func() error {
-			return ServersUp(ctx, client, admin, svc+"@docker", p.replicas(svc))
+		err := stackkit.Poll(ctx, p.opts.ReadyTimeout, pollEvery, fmt.Sprintf("Traefik routing to %d %s server(s)", p.replicas(svc), svc), func() error {
+			return stackkit.ServersUp(ctx, client, admin, svc+"@docker", p.replicas(svc))
 		})
 		if err != nil {
 			return fmt.Errorf("%w\n%s", err, p.describe(ctx))
@@ -609,7 +610,7 @@ func (p *Project) waitRouted(ctx context.Context, services ...string) error {
 
 // replicas is how many containers service runs: Replicas for casts and movies, one for the rest.
 func (p *Project) replicas(service string) int {
-	if service == stack.ServiceCasts || service == stack.ServiceMovies {
+	if service == target.ServiceCasts || service == target.ServiceMovies {
 		return p.opts.Replicas
 	}
 	return 1
@@ -618,7 +619,7 @@ func (p *Project) replicas(service string) int {
 // waitHealthy waits until each container's health check passes, asking the engine about all of
 // them at once.
 func (p *Project) waitHealthy(ctx context.Context, containers []string) error {
-	err := poll(ctx, p.opts.ReadyTimeout, strings.Join(containers, ", ")+" healthy", func() error {
+	err := stackkit.Poll(ctx, p.opts.ReadyTimeout, pollEvery, strings.Join(containers, ", ")+" healthy", func() error {
 		out, err := docker(ctx, append([]string{"inspect", "--format",
 			"{{.Name}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}"}, containers...)...)
 		if err != nil {
@@ -642,39 +643,11 @@ func (p *Project) waitHealthy(ctx context.Context, containers []string) error {
 	return nil
 }
 
-// ServersUp checks that Traefik's service name has want servers, each UP.
-func ServersUp(ctx context.Context, client *http.Client, admin, name string, want int) error {
-	var svc struct {
-		ServerStatus map[string]string `json:"serverStatus"`
-	}
-	if err := stack.GetJSON(ctx, client, admin+"/api/http/services/"+name, &svc); err != nil {
-		return err
-	}
-	up := 0
-	for _, status := range svc.ServerStatus {
-		if status == "UP" {
-			up++
-		}
-	}
-	if up != want || len(svc.ServerStatus) != want {
-		return fmt.Errorf("servers %v", svc.ServerStatus)
-	}
-	return nil
-}
-
-// poll waits with stack.Poll, every 200 ms.
-func poll(ctx context.Context, timeout time.Duration, what string, check func() error) error {
-	if err := stack.Poll(ctx, timeout, 200*time.Millisecond, what, check); err != nil {
-		return fmt.Errorf("compose: %w", err)
-	}
-	return nil
-}
-
 // Logs are every container's output by service (replicas interleaved, each line prefixed with
 // its container's name), stopped containers included.
 func (p *Project) Logs(ctx context.Context) (map[string]string, error) {
 	logs := map[string]string{}
-	for _, svc := range []string{ServiceTraefik, stack.ServiceCasts, stack.ServiceMovies, ServiceCastsDB, ServiceMoviesDB,
+	for _, svc := range []string{ServiceTraefik, target.ServiceCasts, target.ServiceMovies, ServiceCastsDB, ServiceMoviesDB,
 		ServiceHydra, ServiceHydraDB, ServiceHydraMigrate, ServiceHydraClients, ServiceJaeger} {
 		out, err := p.output(ctx, "logs", "--no-color", svc)
 		if err != nil {
@@ -688,7 +661,7 @@ func (p *Project) Logs(ctx context.Context) (map[string]string, error) {
 // Token gets an access token of the demo client with scope (space-separated) through the
 // gateway's token endpoint, as a client of the stack would.
 func (p *Project) Token(ctx context.Context, scope string) (string, error) {
-	return stack.FetchToken(ctx, stack.TokenURL(p.URLs().Gateway), stack.DemoClientID, p.secrets.DemoClient, scope)
+	return stackkit.DemoToken(ctx, p.URLs().Gateway, p.secrets, scope)
 }
 
 // StopTraceBackend stops Jaeger's container, and nothing else: Traefik and the services go on
@@ -726,23 +699,16 @@ func (p *Project) StartProvider(ctx context.Context) error {
 	if err := p.waitRouted(ctx, ServiceHydra); err != nil {
 		return err
 	}
-	return poll(ctx, p.opts.ReadyTimeout, "a token through the gateway", func() error {
-		_, err := p.Token(ctx, stack.DemoScopes)
-		return err
-	})
+	return stackkit.WaitToken(ctx, p.opts.ReadyTimeout, p)
 }
 
 // RotateSigningKey has Hydra make a new key for its access tokens and sign with it from then
 // on, with Hydra's own command inside its container (the admin API is on the container's
 // loopback only); it returns the new key's id.
 func (p *Project) RotateSigningKey(ctx context.Context) (string, error) {
-	// --public: the answer holds the new key's public part only.
-	out, err := p.output(ctx, "exec", "-T", ServiceHydra, "hydra", "create", "jwks", "hydra.jwt.access-token",
-		"--alg", "RS256", "--use", "sig", "--endpoint", hydraAdmin, "--format", "json", "--public")
-	if err != nil {
-		return "", err
-	}
-	return stack.FirstKeyID(out)
+	return stackkit.RotateSigningKey(ctx, hydraAdmin, func(ctx context.Context, args ...string) ([]byte, error) {
+		return p.output(ctx, append([]string{"exec", "-T", ServiceHydra, "hydra"}, args...)...)
+	})
 }
 
 // AccessLog is Traefik's output: its JSON access log lines among its own log lines.
@@ -755,25 +721,7 @@ func (p *Project) AccessLog(ctx context.Context) ([]byte, error) {
 // if either answers. It runs pg_isready from the database's own image in a throwaway container
 // sharing that namespace.
 func (p *Project) ReachDatabase(ctx context.Context, from, to string) error {
-	db := p.Container(to+"-db", 0)
-	image, err := docker(ctx, "inspect", "--format", "{{.Config.Image}}", db)
-	if err != nil {
-		return err
-	}
-	addrs, err := docker(ctx, "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", db)
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, host := range append([]string{to + "-db"}, strings.Fields(addrs)...) {
-		out, err := docker(ctx, "run", "--rm", "--network", "container:"+p.Container(from, 0), "--entrypoint", "pg_isready",
-			image, "--host", host, "--port", "5432", "--timeout", "3")
-		if err == nil {
-			return nil
-		}
-		errs = append(errs, fmt.Errorf("%s: %s", host, FirstLine(out+" "+err.Error())))
-	}
-	return errors.Join(errs...)
+	return stackkit.ReachPostgres(ctx, to+"-db", p.Container(to+"-db", 0), p.Container(from, 0), docker, docker)
 }
 
 // DatabaseSessions lists, on each service's database server, the client sessions other than
@@ -784,28 +732,16 @@ func (p *Project) DatabaseSessions(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, svc := range []string{stack.ServiceCasts, stack.ServiceMovies} {
+	for _, svc := range []string{target.ServiceCasts, target.ServiceMovies} {
 		prefix := strings.ToUpper(svc) + "_DB_"
 		out, err := p.output(ctx, "exec", "-T", svc+"-db", "psql", "--no-psqlrc", "--quiet", "--tuples-only", "--no-align",
-			"--username", env[prefix+"USER"], "--dbname", env[prefix+"NAME"], "--command",
-			`SELECT DISTINCT usename::text || '@' || datname::text FROM pg_stat_activity
-			 WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()`)
+			"--username", env[prefix+"USER"], "--dbname", env[prefix+"NAME"], "--command", stackkit.SessionsQuery)
 		if err != nil {
 			return nil, err
 		}
 		sessions = append(sessions, strings.Fields(string(out))...)
 	}
-	slices.Sort(sessions)
-	return slices.Compact(sessions), nil
-}
-
-// FirstLine is s trimmed, up to its first line break: the gist of a command's error output.
-func FirstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
-	return s
+	return stackkit.Sessions(sessions), nil
 }
 
 // RemoveProjects removes, through the engine alone (no Compose file needed), every container,

@@ -5,7 +5,8 @@
 //
 // It serves three callers: `make test` (a throwaway cluster for integration
 // tests, see StartPostgres), `make run` (a persistent stack under .run/, see
-// Start with Options.Dir) and the e2e suite (a throwaway stack on free ports).
+// Start with Options.Dir) and the e2e suite, for which a Stack is the process
+// driver of the stack under test (it implements target.Target, target.go).
 //
 // Fault tests drive a running Stack: StopReplica, KillReplica, StartReplica
 // and RestartReplica act on one instance of a service (Options.Replicas,

@@ -12,37 +12,17 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/movies-microservices/e2e/stackkit"
+	"github.com/movies-microservices/e2e/target"
 )
 
 // The OpenID provider is Ory Hydra (bin/hydra, built by e2e/hydra/build.sh).
 // It keeps its clients and signing keys in a database of its own on the
 // stack's cluster, open to its role only, and issues JWT access tokens that
 // each service verifies against its key set.
-
-// Clients, scopes and the audience the stack's provider knows.
-const (
-	ServiceHydra = "hydra"
-	// DemoClientID is the client for people: client credentials, both write scopes.
-	DemoClientID = "demo"
-	DemoScopes   = "casts:write movies:write"
-	// RelayClientID is the cast service's outbox relay, which posts events to movies.
-	RelayClientID = "casts-relay"
-	RelayScopes   = "movies:events"
-	// Audience is the one audience of both services' tokens.
-	Audience = "movies-microservices"
-	// AccessTokenTTL is how long an access token lives (Hydra's TTL_ACCESS_TOKEN): a verified
-	// JWT stays valid until it expires, so it is short.
-	AccessTokenTTL = 5 * time.Minute
-	// accessTokenKeySet is the key set Hydra signs access tokens with.
-	accessTokenKeySet = "hydra.jwt.access-token"
-)
-
-// TokenURL is the token endpoint of the provider whose public API (or the gateway in front of
-// it) is at base.
-func TokenURL(base string) string { return base + "/oauth2/token" }
 
 // hydraConfig is what a local Hydra needs to know.
 type hydraConfig struct {
@@ -62,7 +42,7 @@ func (c hydraConfig) env() []string {
 		"DSN=" + c.dsn,
 		"URLS_SELF_ISSUER=" + c.issuer,
 		"STRATEGIES_ACCESS_TOKEN=jwt",
-		"TTL_ACCESS_TOKEN=" + AccessTokenTTL.String(),
+		"TTL_ACCESS_TOKEN=" + target.AccessTokenTTL.String(),
 		"SECRETS_SYSTEM=" + c.system,
 		"SERVE_PUBLIC_HOST=" + loopback,
 		"SERVE_PUBLIC_PORT=" + strconv.Itoa(c.publicPort),
@@ -80,7 +60,7 @@ var hydraServeArgs = []string{"serve", "all", "--dev", "--sqa-opt-out"}
 
 func (s *Stack) hydraConfig() hydraConfig {
 	return hydraConfig{
-		dsn:        s.pg.URL(ServiceHydra, s.secrets.Hydra, ServiceHydra),
+		dsn:        s.pg.URL(target.ServiceHydra, s.secrets.Hydra, target.ServiceHydra),
 		issuer:     s.issuer(),
 		publicPort: s.opts.Ports.HydraPublic,
 		adminPort:  s.opts.Ports.HydraAdmin,
@@ -98,7 +78,7 @@ func (s *Stack) hydraAdminURL() string  { return "http://" + hostPort(s.opts.Por
 // updates) the stack's clients and has it make its signing key, so that the
 // first token and the services' first key fetch do not wait for it.
 func (s *Stack) startHydra(ctx context.Context) error {
-	log, closeLog, err := s.logFiles(true)(ServiceHydra)
+	log, closeLog, err := s.logFiles(true)(target.ServiceHydra)
 	if err != nil {
 		return err
 	}
@@ -116,19 +96,19 @@ func (s *Stack) startHydra(ctx context.Context) error {
 		return err
 	}
 	for _, c := range []hydraClient{
-		{ID: DemoClientID, Secret: s.secrets.DemoClient, Scope: DemoScopes},
-		{ID: RelayClientID, Secret: s.secrets.RelayClient, Scope: RelayScopes},
+		{ID: target.DemoClientID, Secret: s.secrets.DemoClient, Scope: target.DemoScopes},
+		{ID: target.RelayClientID, Secret: s.secrets.RelayClient, Scope: target.RelayScopes},
 	} {
 		if err := ensureClient(ctx, s.hydraAdminURL(), c); err != nil {
 			return err
 		}
 	}
 	client := &http.Client{Timeout: 30 * time.Second}
-	if err := GetJSON(ctx, client, s.hydraPublicURL()+"/.well-known/jwks.json", nil); err != nil {
+	if err := stackkit.GetJSON(ctx, client, s.hydraPublicURL()+"/.well-known/jwks.json", nil); err != nil {
 		return fmt.Errorf("stack: hydra: %w", err)
 	}
 	fmt.Fprintf(s.opts.Progress, "hydra: ready on %s (admin %s), clients %s and %s, tokens for %s\n",
-		s.hydraPublicURL(), s.hydraAdminURL(), DemoClientID, RelayClientID, s.issuer())
+		s.hydraPublicURL(), s.hydraAdminURL(), target.DemoClientID, target.RelayClientID, s.issuer())
 	return nil
 }
 
@@ -142,14 +122,14 @@ func (s *Stack) serveHydra(ctx context.Context) error {
 			return err
 		}
 	}
-	log, closeLog, err := s.logFiles(false)(ServiceHydra)
+	log, closeLog, err := s.logFiles(false)(target.ServiceHydra)
 	if err != nil {
 		return err
 	}
 	cmd := exec.Command(s.opts.Binaries.Hydra, hydraServeArgs...)
 	cmd.Env = s.hydraConfig().env()
 	cmd.SysProcAttr = childAttr(syscall.SIGTERM)
-	p, err := startProcess(ServiceHydra, cmd, log)
+	p, err := startProcess(target.ServiceHydra, cmd, log)
 	if err != nil {
 		closeLog()
 		return err
@@ -189,7 +169,7 @@ func (c hydraClient) body() ([]byte, error) {
 		"client_secret":              c.Secret,
 		"grant_types":                []string{"client_credentials"},
 		"scope":                      c.Scope,
-		"audience":                   []string{Audience},
+		"audience":                   []string{target.Audience},
 		"token_endpoint_auth_method": "client_secret_basic",
 	})
 }
@@ -234,7 +214,7 @@ func adminCall(ctx context.Context, method, url string, body []byte, out any) (i
 		return 0, "", err
 	}
 	if resp.StatusCode/100 != 2 {
-		return resp.StatusCode, oauthError(data), nil
+		return resp.StatusCode, stackkit.OAuthError(data), nil
 	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {
@@ -244,67 +224,10 @@ func adminCall(ctx context.Context, method, url string, body []byte, out any) (i
 	return resp.StatusCode, "", nil
 }
 
-// oauthError is the error and description of an OAuth 2.0 (or Hydra) error body.
-func oauthError(body []byte) string {
-	var e struct {
-		Error       string `json:"error"`
-		Description string `json:"error_description"`
-	}
-	if json.Unmarshal(body, &e) != nil || e.Error == "" {
-		return strings.TrimSpace(string(body[:min(len(body), 200)]))
-	}
-	if e.Description == "" {
-		return e.Error
-	}
-	return e.Error + ": " + e.Description
-}
-
-// FetchToken gets an access token with the client credentials grant (RFC
-// 6749 section 4.4) from tokenURL, for the stack's audience. The error says
-// what the provider answered, without the secret.
-func FetchToken(ctx context.Context, tokenURL, clientID, secret, scope string) (string, error) {
-	return FetchTokenFor(ctx, tokenURL, clientID, secret, scope, Audience)
-}
-
-// FetchTokenFor is FetchToken for another audience; "" asks for none.
-func FetchTokenFor(ctx context.Context, tokenURL, clientID, secret, scope, audience string) (string, error) {
-	form := url.Values{"grant_type": {"client_credentials"}, "scope": {scope}}
-	if audience != "" {
-		form.Set("audience", audience)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, tokenURL, strings.NewReader(form.Encode()))
-	if err != nil {
-		return "", err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	// RFC 6749 section 2.3.1: both form-encoded, then HTTP Basic.
-	req.SetBasicAuth(url.QueryEscape(clientID), url.QueryEscape(secret))
-	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
-	if err != nil {
-		return "", fmt.Errorf("token for %s: %w", clientID, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if err != nil {
-		return "", fmt.Errorf("token for %s: %w", clientID, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("token for %s: POST %s answered %d: %s", clientID, tokenURL, resp.StatusCode, oauthError(data))
-	}
-	var tok struct {
-		AccessToken string `json:"access_token"`
-		TokenType   string `json:"token_type"`
-	}
-	if err := json.Unmarshal(data, &tok); err != nil || tok.AccessToken == "" || !strings.EqualFold(tok.TokenType, "bearer") {
-		return "", fmt.Errorf("token for %s: POST %s answered 200 without a bearer access token", clientID, tokenURL)
-	}
-	return tok.AccessToken, nil
-}
-
 // Token gets an access token of the demo client with scope (space-separated)
 // through the gateway's token endpoint, as a client of the stack would.
 func (s *Stack) Token(ctx context.Context, scope string) (string, error) {
-	return FetchToken(ctx, TokenURL(s.urls.Gateway), DemoClientID, s.secrets.DemoClient, scope)
+	return stackkit.DemoToken(ctx, s.urls.Gateway, s.secrets, scope)
 }
 
 // StopProvider stops Hydra, and nothing else: tokens already issued stay
@@ -339,31 +262,17 @@ func (s *Stack) StartProvider(ctx context.Context) error {
 
 // RotateSigningKey has Hydra make a new key for its access tokens and sign
 // with it from then on; it returns the new key's id. The old key stays in the
-// key set, so tokens it signed stay valid until they expire.
+// key set, so tokens it signed stay valid until they expire. bin/hydra's own
+// command does it, as on the container stacks, against the admin API.
 func (s *Stack) RotateSigningKey(ctx context.Context) (string, error) {
-	var set json.RawMessage
-	status, msg, err := adminCall(ctx, http.MethodPost, s.hydraAdminURL()+"/admin/keys/"+accessTokenKeySet,
-		[]byte(`{"alg":"RS256","use":"sig"}`), &set)
-	if err != nil {
-		return "", fmt.Errorf("stack: hydra: new signing key: %w", err)
-	}
-	if status != http.StatusCreated && status != http.StatusOK {
-		return "", fmt.Errorf("stack: hydra: new signing key: answered %d: %s", status, msg)
-	}
-	return FirstKeyID(set)
-}
-
-// FirstKeyID is the kid of the first key of a JSON Web Key Set, as Hydra
-// answers the creation of a key. Only the kid is read: the set may hold the
-// private key, and no part of it goes into an error.
-func FirstKeyID(set []byte) (string, error) {
-	var keys struct {
-		Keys []struct {
-			Kid string `json:"kid"`
-		} `json:"keys"`
-	}
-	if err := json.Unmarshal(set, &keys); err != nil || len(keys.Keys) == 0 || keys.Keys[0].Kid == "" {
-		return "", errors.New("stack: hydra: the new key set names no key")
-	}
-	return keys.Keys[0].Kid, nil
+	return stackkit.RotateSigningKey(ctx, s.hydraAdminURL(), func(ctx context.Context, args ...string) ([]byte, error) {
+		cmd := exec.CommandContext(ctx, s.opts.Binaries.Hydra, args...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s", err, stackkit.FirstLine(stderr.String()))
+		}
+		return out, nil
+	})
 }

@@ -10,15 +10,14 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/movies-microservices/e2e/target"
 )
 
 // The trace backend is Jaeger v2, all-in-one with its traces in memory
 // (bin/jaeger, built by e2e/jaeger/build.sh, configured by
 // e2e/jaeger/config.yaml). Traefik and both services export their spans to
 // its OTLP/HTTP receiver; its query API and UI answer on JaegerQuery.
-
-// ServiceJaeger names Jaeger's process and log file.
-const ServiceJaeger = "jaeger"
 
 // jaegerConfigPath is Jaeger's configuration, relative to the repository root.
 const jaegerConfigPath = "e2e/jaeger/config.yaml"
@@ -75,14 +74,14 @@ func (s *Stack) startJaeger(ctx context.Context, fresh bool) error {
 			return err
 		}
 	}
-	log, closeLog, err := s.logFiles(fresh)(ServiceJaeger)
+	log, closeLog, err := s.logFiles(fresh)(target.ServiceJaeger)
 	if err != nil {
 		return err
 	}
 	cmd := exec.Command(s.opts.Binaries.Jaeger, "--config", filepath.Join(s.opts.RepoRoot, jaegerConfigPath))
 	cmd.Env = s.jaegerEnv()
 	cmd.SysProcAttr = childAttr(syscall.SIGTERM)
-	p, err := startProcess(ServiceJaeger, cmd, log)
+	p, err := startProcess(target.ServiceJaeger, cmd, log)
 	if err != nil {
 		closeLog()
 		return err

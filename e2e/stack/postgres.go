@@ -18,6 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/movies-microservices/e2e/stackkit"
 )
 
 // Superuser is the name of the cluster's superuser role.
@@ -469,31 +470,21 @@ func (pg *Postgres) serverArgs() []string {
 // waitReady polls until the superuser can connect, the server exits, or the
 // timeout passes. A wrong password ends the wait at once: it will not fix itself.
 func (pg *Postgres) waitReady(ctx context.Context, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var last error
-	for {
+	err := stackkit.Poll(ctx, timeout, 100*time.Millisecond, "PostgreSQL on "+hostPort(pg.port)+" accepting connections", func() error {
 		if pg.proc.exited() {
-			return pg.proc.exitError()
+			return stackkit.Permanent(pg.proc.exitError())
 		}
-		last = pg.ping(ctx)
-		if last == nil {
-			return nil
-		}
+		err := pg.ping(ctx)
 		var pgErr *pgconn.PgError
-		if errors.As(last, &pgErr) && pgErr.Code == "28P01" { // invalid_password
-			return fmt.Errorf("stack: the cluster in %s rejects the superuser password: it was made with another one", pg.dir)
+		if errors.As(err, &pgErr) && pgErr.Code == "28P01" { // invalid_password
+			return stackkit.Permanent(fmt.Errorf("stack: the cluster in %s rejects the superuser password: it was made with another one", pg.dir))
 		}
-		select {
-		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.Canceled) {
-				return fmt.Errorf("stack: waiting for PostgreSQL: %w", ctx.Err())
-			}
-			return fmt.Errorf("stack: PostgreSQL on %s not accepting connections after %s (last error: %v); its log ends with:\n%s",
-				hostPort(pg.port), timeout, last, pg.proc.tail.lastLines(20))
-		case <-time.After(100 * time.Millisecond):
-		}
+		return err
+	})
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("stack: %w; its log ends with:\n%s", err, pg.proc.tail.lastLines(20))
 	}
+	return err
 }
 
 func (pg *Postgres) ping(ctx context.Context) error {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
+	"github.com/movies-microservices/e2e/target"
 )
 
 func TestProvisionIsolatesRoles(t *testing.T) {
@@ -22,7 +23,7 @@ func TestProvisionIsolatesRoles(t *testing.T) {
 	pg := startTestPostgres(t, PostgresOptions{Log: &serverLog, Progress: &progress})
 	dir := pg.Dir()
 
-	secrets := NewSecrets()
+	secrets := target.NewSecrets()
 	dbs := []Database{{Name: "casts", Password: secrets.Casts}, {Name: "movies", Password: secrets.Movies}}
 	if err := Provision(ctx, pg.SuperuserURL("postgres"), dbs...); err != nil {
 		t.Fatalf("Provision: %v", err)

@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/movies-microservices/e2e/stackkit"
+	"github.com/movies-microservices/e2e/target"
 )
 
 // requireBuilt returns the repository root when bin/ holds the named
@@ -20,7 +23,7 @@ func requireBuilt(t *testing.T, names ...string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	root, err := FindRepoRoot(wd)
+	root, err := stackkit.FindRepoRoot(wd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +54,7 @@ func TestRealServicesUnderFaults(t *testing.T) {
 	s, logs := startStack(t, ctx, Options{RepoRoot: root, Replicas: 2, ShutdownDelay: 1500 * time.Millisecond})
 	u := s.URLs()
 	if len(u.Casts) != 2 || len(u.Movies) != 2 {
-		t.Fatalf("URLs: casts %v, movies %v; want two replicas each", u.Casts, u.Movies)
+		t.Fatalf("target.URLs: casts %v, movies %v; want two replicas each", u.Casts, u.Movies)
 	}
 	for _, path := range []string{"/api/v1/casts", "/api/v1/movies"} {
 		if got := getStatus(t, u.Gateway+path); got != http.StatusOK {
@@ -97,7 +100,7 @@ func TestRealServicesUnderFaults(t *testing.T) {
 
 	t.Run("drained replica fails readyz before it stops", func(t *testing.T) {
 		stopped := make(chan error, 1)
-		go func() { stopped <- s.StopReplica(ServiceCasts, 1) }()
+		go func() { stopped <- s.StopReplica(target.ServiceCasts, 1) }()
 		// While it drains, the replica still answers, but not ready: the
 		// shutdown delay reached it.
 		sawDraining := false
@@ -119,10 +122,10 @@ func TestRealServicesUnderFaults(t *testing.T) {
 		if got := getStatus(t, u.Casts[0]+"/readyz"); got != http.StatusOK {
 			t.Errorf("casts-1 /readyz %d while casts-2 is stopped, want 200", got)
 		}
-		if err := s.StopReplica(ServiceCasts, 1); err == nil {
+		if err := s.StopReplica(target.ServiceCasts, 1); err == nil {
 			t.Error("StopReplica of a stopped replica succeeded")
 		}
-		if err := s.StartReplica(ctx, ServiceCasts, 1); err != nil {
+		if err := s.StartReplica(ctx, target.ServiceCasts, 1); err != nil {
 			t.Fatalf("StartReplica: %v", err)
 		}
 		if got := getStatus(t, u.Casts[1]+"/readyz"); got != http.StatusOK {
@@ -131,22 +134,22 @@ func TestRealServicesUnderFaults(t *testing.T) {
 	})
 
 	t.Run("killed replica comes back", func(t *testing.T) {
-		if err := s.KillReplica(ServiceMovies, 0); err != nil {
+		if err := s.KillReplica(target.ServiceMovies, 0); err != nil {
 			t.Fatalf("KillReplica: %v", err)
 		}
 		if got := getStatus(t, u.Movies[0]+"/livez"); got != 0 {
 			t.Errorf("movies answers %d after KillReplica, want no answer", got)
 		}
-		if err := s.RestartReplica(ctx, ServiceMovies, 1); err != nil {
+		if err := s.RestartReplica(ctx, target.ServiceMovies, 1); err != nil {
 			t.Fatalf("RestartReplica of the other replica: %v", err)
 		}
-		if err := s.StartReplica(ctx, ServiceMovies, 0); err != nil {
+		if err := s.StartReplica(ctx, target.ServiceMovies, 0); err != nil {
 			t.Fatalf("StartReplica: %v", err)
 		}
-		if err := s.StartReplica(ctx, ServiceMovies, 0); err == nil {
+		if err := s.StartReplica(ctx, target.ServiceMovies, 0); err == nil {
 			t.Error("StartReplica of a running replica succeeded")
 		}
-		if err := s.StartReplica(ctx, ServiceMovies, 2); err == nil {
+		if err := s.StartReplica(ctx, target.ServiceMovies, 2); err == nil {
 			t.Error("StartReplica of a replica that does not exist succeeded")
 		}
 	})

@@ -10,27 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/movies-microservices/e2e/target"
 )
-
-// Secrets are the passwords of a stack's PostgreSQL cluster and the secrets
-// of its OpenID provider (Hydra) and of the provider's clients.
-type Secrets struct {
-	Superuser string // role "postgres"
-	Casts     string // role "casts"
-	Movies    string // role "movies"
-	Hydra     string // role "hydra", the provider's own database
-	// HydraSystem encrypts what Hydra keeps in its database (its signing keys
-	// among them): losing it makes that data unreadable.
-	HydraSystem string
-	DemoClient  string // client DemoClientID's secret
-	RelayClient string // client RelayClientID's secret (the cast service's outbox relay)
-}
-
-// String keeps the passwords out of anything that prints Secrets.
-func (Secrets) String() string { return "stack.Secrets{<redacted>}" }
-
-// GoString does the same for %#v.
-func (s Secrets) GoString() string { return s.String() }
 
 // Keys of the secrets file.
 const (
@@ -52,19 +34,13 @@ func newSecret(key string) string {
 	return rand.Text()
 }
 
-// NewSecrets generates fresh passwords.
-func NewSecrets() Secrets {
-	return Secrets{Superuser: rand.Text(), Casts: rand.Text(), Movies: rand.Text(), Hydra: rand.Text(),
-		HydraSystem: newSecret(secretSystem), DemoClient: rand.Text(), RelayClient: rand.Text()}
-}
-
 // LoadOrCreateSecrets reads the passwords kept in path (KEY=value lines),
 // generating and saving any that are missing, so they are made once and then
 // reused. The file is kept at mode 0600.
-func LoadOrCreateSecrets(path string) (Secrets, error) {
+func LoadOrCreateSecrets(path string) (target.Secrets, error) {
 	values, err := readSecretsFile(path)
 	if err != nil {
-		return Secrets{}, err
+		return target.Secrets{}, err
 	}
 	changed := false
 	get := func(key string) string {
@@ -74,14 +50,14 @@ func LoadOrCreateSecrets(path string) (Secrets, error) {
 		}
 		return values[key]
 	}
-	s := Secrets{Superuser: get(secretSuperuser), Casts: get(secretCasts), Movies: get(secretMovies), Hydra: get(secretHydra),
+	s := target.Secrets{Superuser: get(secretSuperuser), Casts: get(secretCasts), Movies: get(secretMovies), Hydra: get(secretHydra),
 		HydraSystem: get(secretSystem), DemoClient: get(secretDemo), RelayClient: get(secretRelay)}
 	if changed {
 		return s, writeSecretsFile(path, s)
 	}
 	// Tighten a file someone loosened: it holds passwords.
 	if err := os.Chmod(path, 0o600); err != nil {
-		return Secrets{}, fmt.Errorf("stack: restrict %s to its owner: %w", path, err)
+		return target.Secrets{}, fmt.Errorf("stack: restrict %s to its owner: %w", path, err)
 	}
 	return s, nil
 }
@@ -113,7 +89,7 @@ func readSecretsFile(path string) (map[string]string, error) {
 
 // writeSecretsFile writes through a temp file and a rename, so a crash never
 // leaves half a file and the passwords are never readable by others.
-func writeSecretsFile(path string, s Secrets) error {
+func writeSecretsFile(path string, s target.Secrets) error {
 	content := fmt.Sprintf(`# Passwords of the local PostgreSQL cluster and secrets of the OpenID provider
 # (Hydra) and its clients, generated once by the e2e stack.
 # Deleting this file without deleting the cluster makes the cluster unusable.

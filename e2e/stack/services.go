@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/movies-microservices/e2e/stackkit"
 )
 
 // service is one of the app's binaries and its replicas, each on its own port.
@@ -151,33 +153,24 @@ func (s *service) stop() error {
 
 // waitHTTPReady polls url until it answers 200, p exits, or timeout passes.
 func waitHTTPReady(ctx context.Context, url string, p *process, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	client := &http.Client{Timeout: 2 * time.Second}
-	var last string
-	for {
+	err := stackkit.Poll(ctx, timeout, 100*time.Millisecond, p.name+" answering 200 on GET "+url, func() error {
 		if p.exited() {
-			return p.exitError()
+			return stackkit.Permanent(p.exitError())
 		}
 		status, err := httpStatus(ctx, client, url)
 		switch {
 		case err != nil:
-			last = err.Error()
-		case status == http.StatusOK:
-			return nil
-		default:
-			last = "status " + strconv.Itoa(status)
+			return err
+		case status != http.StatusOK:
+			return errors.New("status " + strconv.Itoa(status))
 		}
-		select {
-		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.Canceled) {
-				return fmt.Errorf("stack: waiting for %s: %w", p.name, ctx.Err())
-			}
-			return fmt.Errorf("stack: %s not ready: GET %s did not answer 200 within %s (last: %s); last log lines:\n%s",
-				p.name, url, timeout, last, p.tail.lastLines(20))
-		case <-time.After(100 * time.Millisecond):
-		}
+		return nil
+	})
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("stack: %s not ready: %w; last log lines:\n%s", p.name, err, p.tail.lastLines(20))
 	}
+	return err
 }
 
 func httpStatus(ctx context.Context, client *http.Client, url string) (int, error) {

@@ -14,6 +14,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/movies-microservices/e2e/stackkit"
+	"github.com/movies-microservices/e2e/target"
 )
 
 // Options configure Start.
@@ -73,38 +76,6 @@ type Binaries struct {
 	Casts, Movies, Traefik, Hydra, Jaeger string
 }
 
-// URLs tell where the parts of a running stack listen.
-type URLs struct {
-	Gateway string   // Traefik "web" entrypoint, e.g. http://127.0.0.1:8080
-	Admin   string   // Traefik API, ping and metrics, e.g. http://127.0.0.1:8081
-	Mesh    string   // Traefik "mesh" entrypoint, e.g. http://127.0.0.1:8082
-	Movies  []string // each movies replica, directly
-	Casts   []string // each casts replica, directly
-	// Issuer is the OpenID provider as clients reach it, behind the gateway:
-	// the tokens' iss, and the base of its token endpoint (Issuer+"oauth2/token").
-	Issuer string
-	// HydraPublic and HydraAdmin are the provider's own two APIs, directly.
-	// Nothing routes the admin API: it manages clients and keys.
-	HydraPublic string
-	HydraAdmin  string
-	// Jaeger is the trace backend's query API and UI (/api/traces/{id},
-	// /api/services, ...); empty with Options.NoTracing.
-	Jaeger string
-	// DatabaseAdmin is the superuser URL of the cluster. For a persistent
-	// stack it holds the password: print it with url.URL.Redacted.
-	DatabaseAdmin string
-	// Profiles maps each process ("casts", "casts-2", "movies", "traefik")
-	// to the base URL under which it serves /debug/pprof/; set only with
-	// Options.Profiling.
-	Profiles map[string]string
-}
-
-// Service names, for StopService and StartService.
-const (
-	ServiceCasts  = "casts"
-	ServiceMovies = "movies"
-)
-
 // Stack is a running set of local processes: PostgreSQL, the OpenID provider
 // (Hydra), both services and Traefik.
 type Stack struct {
@@ -116,8 +87,8 @@ type Stack struct {
 	traefik *process
 	hydra   *process // nil while stopped (StopProvider)
 	jaeger  *process // nil while stopped (StopTraceBackend) or with Options.NoTracing
-	urls    URLs
-	secrets Secrets
+	urls    target.URLs
+	secrets target.Secrets
 	// debugPorts are the profile ports of each service's replicas, with Options.Profiling.
 	debugPorts map[string][]int
 	crashed    chan error
@@ -216,7 +187,7 @@ func (o Options) withDefaults() Options {
 // that builds whatever is missing.
 func (o Options) checkFiles() error {
 	if o.RepoRoot == "" {
-		return errors.New("stack: Options.RepoRoot is required (see FindRepoRoot)")
+		return errors.New("stack: Options.RepoRoot is required (see stackkit.FindRepoRoot)")
 	}
 	var errs []error
 	need := func(path, how string) {
@@ -277,9 +248,9 @@ func (s *Stack) stateDir() string {
 
 // loadSecrets generates passwords for each throwaway stack (whose superuser
 // needs no password), and makes them once then reuses them for a persistent one.
-func (s *Stack) loadSecrets() (Secrets, error) {
+func (s *Stack) loadSecrets() (target.Secrets, error) {
 	if s.opts.Dir == "" {
-		sec := NewSecrets()
+		sec := target.NewSecrets()
 		sec.Superuser = ""
 		return sec, nil
 	}
@@ -287,7 +258,7 @@ func (s *Stack) loadSecrets() (Secrets, error) {
 	_, errSecrets := os.Stat(path)
 	_, errCluster := os.Stat(filepath.Join(s.opts.Dir, "postgres", "data", "PG_VERSION"))
 	if errors.Is(errSecrets, fs.ErrNotExist) && errCluster == nil {
-		return Secrets{}, fmt.Errorf("stack: %s holds a PostgreSQL cluster but %s, with its passwords, is gone: "+
+		return target.Secrets{}, fmt.Errorf("stack: %s holds a PostgreSQL cluster but %s, with its passwords, is gone: "+
 			"delete %s to start afresh (this deletes the local data)", filepath.Join(s.opts.Dir, "postgres"), path, s.opts.Dir)
 	}
 	return LoadOrCreateSecrets(path)
@@ -310,13 +281,13 @@ func (s *Stack) resolvePorts() (movies, casts []int, err error) {
 	}
 	movies = replicaPorts(p.Movies, s.opts.Replicas)
 	casts = replicaPorts(p.Casts, s.opts.Replicas)
-	claims = append(claims, replicaClaims(movies, ServiceMovies, EnvMoviesPort)...)
-	claims = append(claims, replicaClaims(casts, ServiceCasts, EnvCastsPort)...)
+	claims = append(claims, replicaClaims(movies, target.ServiceMovies, EnvMoviesPort)...)
+	claims = append(claims, replicaClaims(casts, target.ServiceCasts, EnvCastsPort)...)
 	if s.opts.Profiling {
 		// Each replica's profiles on a port of its own, picked with the rest so
 		// that none is handed out twice.
-		s.debugPorts = map[string][]int{ServiceMovies: make([]int, len(movies)), ServiceCasts: make([]int, len(casts))}
-		for _, name := range []string{ServiceMovies, ServiceCasts} {
+		s.debugPorts = map[string][]int{target.ServiceMovies: make([]int, len(movies)), target.ServiceCasts: make([]int, len(casts))}
+		for _, name := range []string{target.ServiceMovies, target.ServiceCasts} {
 			ports := s.debugPorts[name]
 			for i := range ports {
 				claims = append(claims, portClaim{port: &ports[i], what: name + " profiles"})
@@ -348,7 +319,7 @@ func replicaClaims(ports []int, name, env string) []portClaim {
 	return claims
 }
 
-func (s *Stack) startPostgres(ctx context.Context, secrets Secrets) error {
+func (s *Stack) startPostgres(ctx context.Context, secrets target.Secrets) error {
 	f, err := os.OpenFile(filepath.Join(s.logDir, "postgres.log"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
 		return fmt.Errorf("stack: open PostgreSQL log: %w", err)
@@ -370,8 +341,8 @@ func (s *Stack) startPostgres(ctx context.Context, secrets Secrets) error {
 	s.watch(s.pg.process())
 	s.urls.DatabaseAdmin = s.pg.SuperuserURL("postgres")
 
-	dbs := []Database{{Name: ServiceCasts, Password: secrets.Casts}, {Name: ServiceMovies, Password: secrets.Movies},
-		{Name: ServiceHydra, Password: secrets.Hydra}}
+	dbs := []Database{{Name: target.ServiceCasts, Password: secrets.Casts}, {Name: target.ServiceMovies, Password: secrets.Movies},
+		{Name: target.ServiceHydra, Password: secrets.Hydra}}
 	if err := Provision(ctx, s.pg.SuperuserURL("postgres"), dbs...); err != nil {
 		return err
 	}
@@ -382,13 +353,13 @@ func (s *Stack) startPostgres(ctx context.Context, secrets Secrets) error {
 // castsService delivers its outbox's events to movies through Traefik's mesh
 // entrypoint too.
 func (s *Stack) castsService(ports []int, password string) *service {
-	dbURL := s.pg.URL(ServiceCasts, password, ServiceCasts)
+	dbURL := s.pg.URL(target.ServiceCasts, password, target.ServiceCasts)
 	moviesURL := "http://" + hostPort(s.opts.Ports.Mesh)
-	return s.newService(ServiceCasts, s.opts.Binaries.Casts, ports, EnvCastsPort, func(addr string) []string {
+	return s.newService(target.ServiceCasts, s.opts.Binaries.Casts, ports, EnvCastsPort, func(addr string) []string {
 		return append([]string{"CASTS_ADDR=" + addr, "CASTS_DATABASE_URL=" + dbURL, "CASTS_MOVIES_URL=" + moviesURL, "CASTS_LOG_LEVEL=" + s.opts.LogLevel,
 			// The outbox relay's own client, whose tokens carry movies:events.
-			"CASTS_AUTH_TOKEN_URL=" + TokenURL(s.hydraPublicURL()),
-			"CASTS_RELAY_CLIENT_ID=" + RelayClientID, "CASTS_RELAY_CLIENT_SECRET=" + s.secrets.RelayClient},
+			"CASTS_AUTH_TOKEN_URL=" + stackkit.TokenURL(s.hydraPublicURL()),
+			"CASTS_RELAY_CLIENT_ID=" + target.RelayClientID, "CASTS_RELAY_CLIENT_SECRET=" + s.secrets.RelayClient},
 			s.authEnv("CASTS_")...)
 	})
 }
@@ -396,9 +367,9 @@ func (s *Stack) castsService(ports []int, password string) *service {
 // moviesService reaches casts only through Traefik's mesh entrypoint, as in
 // production: retries and the circuit breaker live there.
 func (s *Stack) moviesService(ports []int, password string) *service {
-	dbURL := s.pg.URL(ServiceMovies, password, ServiceMovies)
+	dbURL := s.pg.URL(target.ServiceMovies, password, target.ServiceMovies)
 	castsURL := "http://" + hostPort(s.opts.Ports.Mesh)
-	return s.newService(ServiceMovies, s.opts.Binaries.Movies, ports, EnvMoviesPort, func(addr string) []string {
+	return s.newService(target.ServiceMovies, s.opts.Binaries.Movies, ports, EnvMoviesPort, func(addr string) []string {
 		return append([]string{"MOVIES_ADDR=" + addr, "MOVIES_DATABASE_URL=" + dbURL, "MOVIES_CASTS_URL=" + castsURL, "MOVIES_LOG_LEVEL=" + s.opts.LogLevel},
 			s.authEnv("MOVIES_")...)
 	})
@@ -410,7 +381,7 @@ func (s *Stack) authEnv(prefix string) []string {
 	return []string{
 		prefix + "AUTH_ISSUER=" + s.issuer(),
 		prefix + "AUTH_JWKS_URL=" + s.hydraPublicURL() + "/.well-known/jwks.json",
-		prefix + "AUTH_AUDIENCE=" + Audience,
+		prefix + "AUTH_AUDIENCE=" + target.Audience,
 	}
 }
 
@@ -474,9 +445,9 @@ func (s *Stack) startTraefik(ctx context.Context) error {
 	}
 	for _, svc := range s.services {
 		switch svc.name {
-		case ServiceCasts:
+		case target.ServiceCasts:
 			cfg.casts = svc.URLs()
-		case ServiceMovies:
+		case target.ServiceMovies:
 			cfg.movies = svc.URLs()
 		}
 	}
@@ -551,7 +522,7 @@ func (s *Stack) watch(p *process) {
 }
 
 // URLs tells where the parts listen.
-func (s *Stack) URLs() URLs {
+func (s *Stack) URLs() target.URLs {
 	u := s.urls
 	u.Movies = append([]string(nil), u.Movies...)
 	u.Casts = append([]string(nil), u.Casts...)
@@ -565,7 +536,7 @@ func (s *Stack) LogDir() string { return s.logDir }
 // Secrets are the stack's database passwords and the provider's secrets
 // (its system secret, its clients'), for tests that must check where they do
 // not appear and for getting tokens. Secrets prints itself redacted.
-func (s *Stack) Secrets() Secrets { return s.secrets }
+func (s *Stack) Secrets() target.Secrets { return s.secrets }
 
 // DatabaseURL is a connection URL to database as role, with that role's
 // password: role is ServiceCasts, ServiceMovies or Superuser. It holds a
@@ -573,9 +544,9 @@ func (s *Stack) Secrets() Secrets { return s.secrets }
 func (s *Stack) DatabaseURL(role, database string) string {
 	password := ""
 	switch role {
-	case ServiceCasts:
+	case target.ServiceCasts:
 		password = s.secrets.Casts
-	case ServiceMovies:
+	case target.ServiceMovies:
 		password = s.secrets.Movies
 	case Superuser:
 		password = s.secrets.Superuser
@@ -773,7 +744,7 @@ func (s *Stack) service(name string) (*service, error) {
 			return svc, nil
 		}
 	}
-	return nil, fmt.Errorf("stack: no service %q (want %q or %q)", name, ServiceCasts, ServiceMovies)
+	return nil, fmt.Errorf("stack: no service %q (want %q or %q)", name, target.ServiceCasts, target.ServiceMovies)
 }
 
 // Stop stops everything in dependency order: the services (movies first, as
@@ -842,8 +813,8 @@ func (s *Stack) PIDs() map[string]int {
 		}
 	}
 	add("traefik", s.traefik)
-	add(ServiceHydra, s.hydra)
-	add(ServiceJaeger, s.jaeger)
+	add(target.ServiceHydra, s.hydra)
+	add(target.ServiceJaeger, s.jaeger)
 	if s.pg != nil {
 		add("postgres", s.pg.process())
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/movies-microservices/e2e/target"
 )
 
 // fakeRepo is a repository root with the bits Start checks for, whose
@@ -44,7 +45,7 @@ func TestStartOrchestratesFakeBinaries(t *testing.T) {
 	t.Cleanup(func() { s.Stop() })
 	u := s.URLs()
 	if len(u.Casts) != 2 || len(u.Movies) != 2 {
-		t.Fatalf("URLs: got casts %v, movies %v; want two replicas each", u.Casts, u.Movies)
+		t.Fatalf("target.URLs: got casts %v, movies %v; want two replicas each", u.Casts, u.Movies)
 	}
 	for _, url := range append(u.Casts, u.Movies...) {
 		if got := getStatus(t, url+"/readyz"); got != http.StatusOK {
@@ -52,7 +53,7 @@ func TestStartOrchestratesFakeBinaries(t *testing.T) {
 		}
 	}
 
-	if err := s.StopService(ServiceCasts); err != nil {
+	if err := s.StopService(target.ServiceCasts); err != nil {
 		t.Fatalf("StopService: %v", err)
 	}
 	if got := getStatus(t, u.Casts[0]+"/readyz"); got != 0 {
@@ -70,7 +71,7 @@ func TestStartOrchestratesFakeBinaries(t *testing.T) {
 			break
 		}
 	}
-	if err := s.StartService(ctx, ServiceCasts); err != nil {
+	if err := s.StartService(ctx, target.ServiceCasts); err != nil {
 		t.Fatalf("StartService: %v", err)
 	}
 	if got := getStatus(t, u.Casts[1]+"/readyz"); got != http.StatusOK {
@@ -119,7 +120,7 @@ func TestStartOrchestratesFakeBinaries(t *testing.T) {
 func TestStartReportsAServiceThatDies(t *testing.T) {
 	requirePostgres(t)
 	t.Setenv(envFake, "1")
-	t.Setenv(envFakeFail, ServiceMovies)
+	t.Setenv(envFakeFail, target.ServiceMovies)
 	root, bins := fakeRepo(t)
 	_, err := Start(testContext(t), Options{RepoRoot: root, Binaries: bins})
 	if err == nil || !strings.Contains(err.Error(), "fake movies: failing on purpose") {

@@ -2,15 +2,15 @@ package stack
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/movies-microservices/e2e/stackkit"
 )
 
 // Routers the file provider must define, as Traefik's API names them.
@@ -150,41 +150,27 @@ type (
 		Status string   `json:"status"`
 		Error  []string `json:"error"`
 	}
-	traefikService struct {
-		Name         string            `json:"name"`
-		ServerStatus map[string]string `json:"serverStatus"`
-	}
+	traefikService = stackkit.TraefikService
 )
 
 // waitTraefikReady polls Traefik's API until it answers /ping, lists every
 // router in wantRouters as enabled, and reports every server in servers UP;
 // or until p exits or timeout passes. The error says what was still missing.
 func waitTraefikReady(ctx context.Context, adminURL string, servers []string, p *process, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	client := &http.Client{Timeout: 2 * time.Second}
-	var last error
-	for {
+	err := stackkit.Poll(ctx, timeout, 200*time.Millisecond, "traefik ready", func() error {
 		if p != nil && p.exited() {
-			return p.exitError()
+			return stackkit.Permanent(p.exitError())
 		}
-		last = checkTraefik(ctx, client, adminURL, servers)
-		if last == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.Canceled) {
-				return fmt.Errorf("stack: waiting for traefik: %w", ctx.Err())
-			}
-			msg := fmt.Sprintf("stack: traefik not ready within %s: %v", timeout, last)
-			if p != nil {
-				msg += "; last log lines:\n" + p.tail.lastLines(20)
-			}
-			return fmt.Errorf("%s", msg)
-		case <-time.After(200 * time.Millisecond):
+		return checkTraefik(ctx, client, adminURL, servers)
+	})
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("stack: %w", err)
+		if p != nil {
+			err = fmt.Errorf("%w; last log lines:\n%s", err, p.tail.lastLines(20))
 		}
 	}
+	return err
 }
 
 func checkTraefik(ctx context.Context, client *http.Client, adminURL string, servers []string) error {
@@ -196,14 +182,14 @@ func checkTraefik(ctx context.Context, client *http.Client, adminURL string, ser
 		return fmt.Errorf("GET /ping answered %d", status)
 	}
 	var routers []traefikRouter
-	if err := GetJSON(ctx, client, adminURL+"/api/http/routers", &routers); err != nil {
+	if err := stackkit.GetJSON(ctx, client, adminURL+"/api/http/routers", &routers); err != nil {
 		return err
 	}
 	if err := checkRouters(routers); err != nil {
 		return err
 	}
 	var services []traefikService
-	if err := GetJSON(ctx, client, adminURL+"/api/http/services", &services); err != nil {
+	if err := stackkit.GetJSON(ctx, client, adminURL+"/api/http/services", &services); err != nil {
 		return err
 	}
 	return checkServers(services, servers)
@@ -262,55 +248,6 @@ func checkServers(services []traefikService, servers []string) error {
 	}
 	if problems != nil {
 		return fmt.Errorf("%s", strings.Join(problems, "; "))
-	}
-	return nil
-}
-
-// GetJSON fails unless GET url answers 200, and decodes the JSON body into v;
-// with v nil it only reads the body.
-func GetJSON(ctx context.Context, client *http.Client, url string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return fmt.Errorf("GET %s: %w", url, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s answered %d", url, resp.StatusCode)
-	}
-	if v == nil {
-		_, err = io.Copy(io.Discard, resp.Body)
-		return err
-	}
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		return fmt.Errorf("GET %s: decode: %w", url, err)
-	}
-	return nil
-}
-
-// CheckDashboard tells whether Traefik's API at adminURL serves its dashboard:
-// /dashboard/ answers 200 with the web UI's page. bin/traefik carries the web
-// UI only when traefik/build.sh found Node.js; without it the error says so.
-func CheckDashboard(ctx context.Context, adminURL string) error {
-	client := &http.Client{Timeout: 5 * time.Second}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, adminURL+"/dashboard/", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return fmt.Errorf("GET /dashboard/: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if err != nil {
-		return fmt.Errorf("GET /dashboard/: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `<div id="root">`) {
-		return fmt.Errorf("GET /dashboard/ answered %d without the web UI: Traefik was built without its dashboard (install Node.js 20 or newer, then rm bin/traefik && make traefik)", resp.StatusCode)
 	}
 	return nil
 }

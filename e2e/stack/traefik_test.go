@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/movies-microservices/e2e/target"
 )
 
 // TestStartWithBuiltTraefik runs the real bin/traefik and traefik/dynamic of
@@ -25,10 +27,10 @@ func TestStartWithBuiltTraefik(t *testing.T) {
 	tests := []struct {
 		url, want string
 	}{
-		{u.Gateway + "/api/v1/movies", ServiceMovies},
-		{u.Gateway + "/api/v1/casts/", ServiceCasts},
-		{u.Mesh + "/api/v1/casts?id=1", ServiceCasts},
-		{u.Mesh + "/api/v1/movies/7", ServiceMovies},
+		{u.Gateway + "/api/v1/movies", target.ServiceMovies},
+		{u.Gateway + "/api/v1/casts/", target.ServiceCasts},
+		{u.Mesh + "/api/v1/casts?id=1", target.ServiceCasts},
+		{u.Mesh + "/api/v1/movies/7", target.ServiceMovies},
 	}
 	for _, tc := range tests {
 		resp, err := http.Get(tc.url)
@@ -42,7 +44,7 @@ func TestStartWithBuiltTraefik(t *testing.T) {
 		}
 	}
 
-	if err := s.StopService(ServiceCasts); err != nil {
+	if err := s.StopService(target.ServiceCasts); err != nil {
 		t.Fatal(err)
 	}
 	// Traefik's health check (every 2s in routers.yml) takes the stopped
@@ -50,7 +52,7 @@ func TestStartWithBuiltTraefik(t *testing.T) {
 	if err := waitTraefikSees(t, u.Admin, u.Casts, "casts@file has it DOWN"); err != nil {
 		t.Errorf("casts stopped: %v", err)
 	}
-	if err := s.StartService(testContext(t), ServiceCasts); err != nil {
+	if err := s.StartService(testContext(t), target.ServiceCasts); err != nil {
 		t.Fatal(err)
 	}
 	if err := waitTraefikReady(testContext(t), u.Admin, u.Casts, nil, 20*time.Second); err != nil {

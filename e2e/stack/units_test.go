@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/movies-microservices/e2e/stackkit"
 )
 
 func TestFindRepoRoot(t *testing.T) {
@@ -27,15 +28,15 @@ func TestFindRepoRoot(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "go.work"), []byte("go 1.26\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	got, err := FindRepoRoot(deep)
+	got, err := stackkit.FindRepoRoot(deep)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff(root, got); diff != "" {
 		t.Errorf("root (-want +got):\n%s", diff)
 	}
-	if _, err := FindRepoRoot("/"); err == nil {
-		t.Error("FindRepoRoot(/) found a go.work")
+	if _, err := stackkit.FindRepoRoot("/"); err == nil {
+		t.Error("stackkit.FindRepoRoot(/) found a go.work")
 	}
 }
 

@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/movies-microservices/e2e/compose"
+	"github.com/movies-microservices/e2e/stackkit"
 )
 
 // A cluster is a swarm of engines on this one machine, each node a dockerd of its own in a
@@ -58,7 +58,7 @@ func (n Node) DockerOutput(ctx context.Context, args ...string) (string, error) 
 	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return string(out), fmt.Errorf("swarm: %s: docker %s: %w: %s", n.Name, strings.Join(args, " "), err, compose.FirstLine(string(out)))
+		return string(out), fmt.Errorf("swarm: %s: docker %s: %w: %s", n.Name, strings.Join(args, " "), err, stackkit.FirstLine(string(out)))
 	}
 	return string(out), nil
 }
@@ -216,22 +216,26 @@ func (l Layout) StartEngine(ctx context.Context, n Node) error {
 		cmd.Process.Kill() //nolint:errcheck // it may have exited
 		return err
 	}
-	deadline := time.Now().Add(90 * time.Second)
-	for {
+	var exitErr error
+	err = stackkit.Poll(ctx, 90*time.Second, pollEvery, n.Name+"'s engine answering on "+n.Socket, func() error {
 		if _, err := n.Docker(ctx, "version", "--format", "{{.Server.Version}}"); err == nil {
 			return nil
 		}
 		select {
 		case err := <-exited:
-			return fmt.Errorf("swarm: %s's engine exited (%v); its log %s:\n%s", n.Name, err, n.LogFile(), tail(n.LogFile(), 10))
-		case <-ctx.Done():
-			return stop(ctx.Err())
-		case <-time.After(300 * time.Millisecond):
+			exitErr = fmt.Errorf("swarm: %s's engine exited (%v); its log %s:\n%s", n.Name, err, n.LogFile(), tail(n.LogFile(), 10))
+			return stackkit.Permanent(exitErr)
+		default:
+			return errors.New("no answer")
 		}
-		if time.Now().After(deadline) {
-			return stop(fmt.Errorf("swarm: %s's engine does not answer on %s; its log:\n%s", n.Name, n.Socket, tail(n.LogFile(), 10)))
-		}
+	})
+	switch {
+	case err == nil || exitErr != nil:
+		return err
+	case ctx.Err() != nil:
+		return stop(ctx.Err())
 	}
+	return stop(fmt.Errorf("swarm: %w; its log:\n%s", err, tail(n.LogFile(), 10)))
 }
 
 // StopEngine stops node n's dockerd with SIGTERM, as `systemctl stop docker` does: its
@@ -369,17 +373,19 @@ func readPID(file string) (int, error) {
 
 // waitGone waits until process pid has exited.
 func waitGone(pid int, timeout time.Duration, what string) error {
-	deadline := time.Now().Add(timeout)
-	for syscall.Kill(pid, 0) == nil {
+	err := stackkit.Poll(context.Background(), timeout, 200*time.Millisecond, fmt.Sprintf("%s (pid %d) to exit", what, pid), func() error {
+		if syscall.Kill(pid, 0) != nil {
+			return nil
+		}
 		if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); err == nil {
 			if f := strings.Fields(string(b)); len(f) > 2 && f[2] == "Z" {
 				return nil // exited; its parent has not reaped it yet
 			}
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("swarm: %s (pid %d) still runs after %s", what, pid, timeout)
-		}
-		time.Sleep(200 * time.Millisecond)
+		return errors.New("still running")
+	})
+	if err != nil {
+		return fmt.Errorf("swarm: %w", err)
 	}
 	return nil
 }

@@ -17,8 +17,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/movies-microservices/e2e/compose"
-	"github.com/movies-microservices/e2e/stack"
+	"github.com/movies-microservices/e2e/stackkit"
+	"github.com/movies-microservices/e2e/target"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -34,12 +34,15 @@ const DBLabel = "movies-microservices.db"
 // Services of stack.yaml besides casts and movies.
 const (
 	ServiceTraefik = "traefik"
-	ServiceHydra   = stack.ServiceHydra
-	ServiceJaeger  = stack.ServiceJaeger
+	ServiceHydra   = target.ServiceHydra
+	ServiceJaeger  = target.ServiceJaeger
 )
 
 // Replicas of casts and movies in stack.yaml.
 const Replicas = 2
+
+// pollEvery is how often the deployment's waits ask the engines or Traefik again.
+const pollEvery = 300 * time.Millisecond
 
 // EnvState names the file in which Up leaves what Attach needs.
 const EnvState = "E2E_SWARM_STATE"
@@ -67,8 +70,8 @@ type State struct {
 	Files     []string // -c, in order
 	Env       []string // the variables stack.yaml reads
 	Tag       string   // of the casts and movies images the stack was deployed with
-	URLs      stack.URLs
-	Secrets   stack.Secrets
+	URLs      target.URLs
+	Secrets   target.Secrets
 	Registry  string // where the host's engine pushes (a forward to the registry), 127.0.0.1:port
 }
 
@@ -216,7 +219,7 @@ func traefikCommand(stackFile string) ([]string, error) {
 func (d *Deployment) deployStack(ctx context.Context) error {
 	step := time.Now()
 	if d.Secrets.Casts == "" {
-		d.Secrets = stack.NewSecrets()
+		d.Secrets = target.NewSecrets()
 		d.Secrets.Superuser = "" // each database's role owns its server, as with Compose
 	}
 	p := portsOf(d.Index)
@@ -292,7 +295,7 @@ func (d *Deployment) removeStack(ctx context.Context, removeVolumes bool) error 
 		return err
 	}
 	label := "label=com.docker.stack.namespace=" + d.Stack
-	err := poll(ctx, 2*time.Minute, "stack "+d.Stack+" removed", func() error {
+	err := stackkit.Poll(ctx, 2*time.Minute, pollEvery, "stack "+d.Stack+" removed", func() error {
 		for _, n := range d.Nodes() {
 			out, err := n.Docker(ctx, "ps", "--all", "--quiet", "--filter", label)
 			if err != nil {
@@ -344,12 +347,12 @@ func (d *Deployment) Recreate(ctx context.Context, removeData bool) error {
 // keys ... are unavailable") until it has them. The probe is a write with a token and an empty
 // body: 422 once the token is verified, and nothing is written; every task must answer so.
 func (d *Deployment) waitServing(ctx context.Context) error {
-	if err := d.WaitRouted(ctx, 3*time.Minute, map[string]int{stack.ServiceCasts: Replicas, stack.ServiceMovies: Replicas, ServiceHydra: 1}); err != nil {
+	if err := d.WaitRouted(ctx, 3*time.Minute, map[string]int{target.ServiceCasts: Replicas, target.ServiceMovies: Replicas, ServiceHydra: 1}); err != nil {
 		return err
 	}
 	client := &http.Client{Timeout: 5 * time.Second}
-	return poll(ctx, 3*time.Minute, "both services verifying tokens", func() error {
-		token, err := stack.FetchToken(ctx, stack.TokenURL(d.URLs.Gateway), stack.DemoClientID, d.Secrets.DemoClient, stack.DemoScopes)
+	return stackkit.Poll(ctx, 3*time.Minute, pollEvery, "both services verifying tokens", func() error {
+		token, err := stackkit.DemoToken(ctx, d.URLs.Gateway, d.Secrets, target.DemoScopes)
 		if err != nil {
 			return err
 		}
@@ -436,8 +439,8 @@ func (d *Deployment) startRegistry(ctx context.Context, root string) error {
 		return fmt.Errorf("swarm: %w", err)
 	}
 	client := &http.Client{Timeout: 2 * time.Second}
-	return poll(ctx, 30*time.Second, "the registry", func() error {
-		return stack.GetJSON(ctx, client, "http://"+d.Layout.RegistryAddr()+"/v2/", nil)
+	return stackkit.Poll(ctx, 30*time.Second, pollEvery, "the registry", func() error {
+		return stackkit.GetJSON(ctx, client, "http://"+d.Layout.RegistryAddr()+"/v2/", nil)
 	})
 }
 
@@ -467,14 +470,14 @@ func (d *Deployment) pushImages(ctx context.Context, root string, withStandins b
 	if withStandins {
 		args = append(args, "--file", filepath.Join(root, "e2e", "compose", "standins.yaml"))
 	}
-	cmd := exec.CommandContext(ctx, "docker", append(args, "build", stack.ServiceCasts, stack.ServiceMovies)...)
+	cmd := exec.CommandContext(ctx, "docker", append(args, "build", target.ServiceCasts, target.ServiceMovies)...)
 	cmd.Env = append(os.Environ(), "COMPOSE_BAKE=false")
 	cmd.Stdout, cmd.Stderr = d.progress, d.progress
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("swarm: build the images: %w", err)
 	}
 	pairs := map[string]string{} // local name -> path in the registry
-	for _, svc := range []string{stack.ServiceCasts, stack.ServiceMovies} {
+	for _, svc := range []string{target.ServiceCasts, target.ServiceMovies} {
 		pairs[project+"-"+svc] = "movies-microservices/" + svc + ":" + d.Tag
 	}
 	if withStandins {
@@ -551,7 +554,7 @@ func (d *Deployment) Service(name string) string { return d.Stack + "_" + name }
 
 // WaitConverged waits until every service of the stack runs as many tasks as it wants.
 func (d *Deployment) WaitConverged(ctx context.Context, timeout time.Duration) error {
-	err := poll(ctx, timeout, "every service's tasks running", func() error {
+	err := stackkit.Poll(ctx, timeout, pollEvery, "every service's tasks running", func() error {
 		out, err := d.Manager().Docker(ctx, "service", "ls", "--filter", "label=com.docker.stack.namespace="+d.Stack,
 			"--format", "{{.Name}} {{.Replicas}}")
 		if err != nil {
@@ -580,8 +583,8 @@ func (d *Deployment) WaitConverged(ctx context.Context, timeout time.Duration) e
 func (d *Deployment) WaitRouted(ctx context.Context, timeout time.Duration, want map[string]int) error {
 	client := &http.Client{Timeout: 2 * time.Second}
 	for svc, n := range want {
-		err := poll(ctx, timeout, fmt.Sprintf("Traefik routing to %d %s server(s)", n, svc), func() error {
-			return compose.ServersUp(ctx, client, d.URLs.Admin, svc+"@swarm", n)
+		err := stackkit.Poll(ctx, timeout, pollEvery, fmt.Sprintf("Traefik routing to %d %s server(s)", n, svc), func() error {
+			return stackkit.ServersUp(ctx, client, d.URLs.Admin, svc+"@swarm", n)
 		})
 		if err != nil {
 			return fmt.Errorf("%w\n%s", err, d.Describe(ctx))
@@ -590,22 +593,8 @@ func (d *Deployment) WaitRouted(ctx context.Context, timeout time.Duration, want
 	return nil
 }
 
-// Servers are Traefik's servers of a service (by URL) and their status.
-func (d *Deployment) Servers(ctx context.Context, client *http.Client, svc string) (map[string]string, error) {
-	var s struct {
-		ServerStatus map[string]string `json:"serverStatus"`
-	}
-	err := stack.GetJSON(ctx, client, d.URLs.Admin+"/api/http/services/"+svc+"@swarm", &s)
-	return s.ServerStatus, err
-}
-
-// Task is a running task of a service.
-type Task struct {
-	ID, Node, Image, Addr string // Addr: on the gateway network
-}
-
 // Tasks are the tasks of a service whose desired and current state are running.
-func (d *Deployment) Tasks(ctx context.Context, svc string) ([]Task, error) {
+func (d *Deployment) Tasks(ctx context.Context, svc string) ([]target.Task, error) {
 	m := d.Manager()
 	ids, err := m.Docker(ctx, "service", "ps", "--quiet", "--filter", "desired-state=running", d.Service(svc))
 	if err != nil {
@@ -619,7 +608,7 @@ func (d *Deployment) Tasks(ctx context.Context, svc string) ([]Task, error) {
 		return nil, err
 	}
 	names := map[string]string{}
-	var tasks []Task
+	var tasks []target.Task
 	for line := range strings.Lines(out) {
 		var t struct {
 			ID     string
@@ -644,7 +633,7 @@ func (d *Deployment) Tasks(ctx context.Context, svc string) ([]Task, error) {
 				return nil, err
 			}
 		}
-		task := Task{ID: t.ID, Node: names[t.NodeID], Image: t.Spec.ContainerSpec.Image}
+		task := target.Task{ID: t.ID, Node: names[t.NodeID], Image: t.Spec.ContainerSpec.Image}
 		for _, a := range t.NetworksAttachments {
 			if a.Network.Spec.Name == d.Stack+"_gateway" && len(a.Addresses) > 0 {
 				task.Addr, _, _ = strings.Cut(a.Addresses[0], "/")
@@ -652,7 +641,7 @@ func (d *Deployment) Tasks(ctx context.Context, svc string) ([]Task, error) {
 		}
 		tasks = append(tasks, task)
 	}
-	slices.SortFunc(tasks, func(a, b Task) int { return strings.Compare(a.Node+a.ID, b.Node+b.ID) })
+	slices.SortFunc(tasks, func(a, b target.Task) int { return strings.Compare(a.Node+a.ID, b.Node+b.ID) })
 	return tasks, nil
 }
 
@@ -670,14 +659,6 @@ func (d *Deployment) Describe(ctx context.Context) string {
 func lastLines(s string, n int) string {
 	lines := strings.Split(s, "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
-
-// poll waits with stack.Poll, every 300 ms.
-func poll(ctx context.Context, timeout time.Duration, what string, check func() error) error {
-	if err := stack.Poll(ctx, timeout, 300*time.Millisecond, what, check); err != nil {
-		return fmt.Errorf("swarm: %w", err)
-	}
-	return nil
 }
 
 // WriteState writes what Attach needs to a file of Dir, readable by its owner only, and

@@ -10,6 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/movies-microservices/e2e/stackkit"
+	"github.com/movies-microservices/e2e/target"
 )
 
 // Image paths in the registry of the casts and movies images.
@@ -77,7 +80,7 @@ func (d *Deployment) NodeStates(ctx context.Context) (map[string]string, error) 
 
 // WaitNode waits until node's status (as NodeStates gives it, without availability) is want.
 func (d *Deployment) WaitNode(ctx context.Context, timeout time.Duration, node, want string) error {
-	return poll(ctx, timeout, node+" "+want, func() error {
+	return stackkit.Poll(ctx, timeout, pollEvery, node+" "+want, func() error {
 		states, err := d.NodeStates(ctx)
 		if err != nil {
 			return err
@@ -149,17 +152,11 @@ func (d *Deployment) Logs(ctx context.Context) (map[string]string, error) {
 	return logs, nil
 }
 
-// TaskLog is the output of one task: standard output and error as the container wrote them.
-type TaskLog struct {
-	ID, Node string // the task's full id, its node's hostname
-	Text     string
-}
-
 // TaskLogs are the outputs of svc's tasks that still have a container (stopped ones included),
 // oldest task first, each read with `docker logs` from the engine of the node that ran it.
 // Not `docker service logs`: now and then it never ends its stream (moby/moby#38640,
 // docker/cli#4678), and so once held this suite until go test's timeout.
-func (d *Deployment) TaskLogs(ctx context.Context, svc string) ([]TaskLog, error) {
+func (d *Deployment) TaskLogs(ctx context.Context, svc string) ([]target.TaskLog, error) {
 	m := d.Manager()
 	ids, err := m.Docker(ctx, "service", "ps", "--quiet", "--no-trunc", d.Service(svc))
 	if err != nil || ids == "" {
@@ -186,7 +183,7 @@ func (d *Deployment) TaskLogs(ctx context.Context, svc string) ([]TaskLog, error
 	}
 	slices.SortFunc(tasks, func(a, b task) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	hostnames := map[string]string{}
-	var logs []TaskLog
+	var logs []target.TaskLog
 	for _, t := range tasks {
 		if _, ok := hostnames[t.NodeID]; !ok {
 			if hostnames[t.NodeID], err = m.Docker(ctx, "node", "inspect", "--format", "{{.Description.Hostname}}", t.NodeID); err != nil {
@@ -204,13 +201,10 @@ func (d *Deployment) TaskLogs(ctx context.Context, svc string) ([]TaskLog, error
 			}
 			return nil, err
 		}
-		logs = append(logs, TaskLog{ID: t.ID, Node: n.Name, Text: text})
+		logs = append(logs, target.TaskLog{ID: t.ID, Node: n.Name, Text: text})
 	}
 	return logs, nil
 }
-
-// ServicePorts are where casts and movies listen inside their containers (stack.yaml).
-var ServicePorts = map[string]string{"casts": "8001", "movies": "8000"}
 
 // ReplicaURLs are a URL on 127.0.0.1 for each running task of svc, in Tasks' order: a forward
 // into the task's container, as Compose publishes each replica's port. A task's URL stays while
@@ -247,7 +241,7 @@ func (d *Deployment) ReplicaURLs(ctx context.Context, svc string) ([]string, err
 			if err != nil || pid == 0 {
 				return nil, fmt.Errorf("swarm: task %s of %s: no process (%q)", task.ID, svc, out)
 			}
-			if f, err = newNetNSForward(pid, "127.0.0.1:"+ServicePorts[svc]); err != nil {
+			if f, err = newNetNSForward(pid, "127.0.0.1:"+target.ServicePorts[svc]); err != nil {
 				return nil, err
 			}
 			f.svc = svc

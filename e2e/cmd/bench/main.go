@@ -25,7 +25,7 @@ import (
 	"time"
 
 	"github.com/movies-microservices/e2e/bench"
-	"github.com/movies-microservices/e2e/stack"
+	"github.com/movies-microservices/e2e/stackkit"
 )
 
 func main() {
@@ -120,7 +120,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	root, err := stack.FindRepoRoot(wd)
+	root, err := stackkit.FindRepoRoot(wd)
 	if err != nil {
 		return err
 	}

@@ -9,15 +9,13 @@ import (
 	"maps"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/movies-microservices/e2e/compose"
-	"github.com/movies-microservices/e2e/stack"
+	"github.com/movies-microservices/e2e/stackkit"
 )
 
 // runCompose runs a command against a throwaway Compose project of compose.yaml, which it always
@@ -40,7 +38,7 @@ func runCompose(ctx context.Context, args []string, getenv func(string) string, 
 	if err != nil {
 		return fmt.Errorf("stack compose: %w", err)
 	}
-	root, err := stack.FindRepoRoot(wd)
+	root, err := stackkit.FindRepoRoot(wd)
 	if err != nil {
 		return err
 	}
@@ -48,11 +46,6 @@ func runCompose(ctx context.Context, args []string, getenv func(string) string, 
 		return fmt.Errorf("stack compose: `docker compose version` failed (%v: %s): is a Docker engine running, "+
 			"and the Compose plugin installed (bash .ci/install-compose builds it)?", err, strings.TrimSpace(string(out)))
 	}
-
-	// From here on a signal must not kill us before the project is down.
-	signals := make(chan os.Signal, 4)
-	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(signals)
 
 	opts := compose.Options{RepoRoot: root, Name: *name, Build: true, LogLevel: "warn", Progress: stderr}
 	standins, err := standinsWanted(ctx, root, *images, "compose", stderr)
@@ -66,32 +59,24 @@ func runCompose(ctx context.Context, args []string, getenv func(string) string, 
 		fmt.Fprintln(stderr, "stack compose: images: the official ones, as compose.yaml and the Dockerfiles name them")
 	}
 
-	started := time.Now()
-	p, err := startInterruptibly(ctx, signals, func(ctx context.Context) (*compose.Project, error) {
-		return compose.Up(ctx, opts)
-	})
-	if err != nil {
-		return err // Up took down what it had started
-	}
-	fmt.Fprintf(stderr, "stack compose: project %s up in %s\n", p.Name(), time.Since(started).Round(time.Second))
-
-	cmd := exec.Command(command[0], command[1:]...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Env = append(os.Environ(), p.Exports()...)
-	code := runChild(cmd, signals, stderr)
-	downCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
-	defer cancel()
-	if err := p.Down(downCtx); err != nil {
-		fmt.Fprintf(stderr, "stack compose: %v\n", err)
-		if code == 0 {
-			code = 1
-		}
-	}
-	// The suite removes the projects it starts beside this one (NAME-...), unless it was killed.
-	if left, err := compose.RemoveProjects(downCtx, p.Name()); len(left) > 0 || err != nil {
-		fmt.Fprintf(stderr, "stack compose: removed projects left behind: %v %v\n", left, err)
-	}
-	return exitCode(code)
+	return upRunDown(ctx, "compose", command, stderr,
+		func(ctx context.Context) (*compose.Project, error) {
+			started := time.Now()
+			p, err := compose.Up(ctx, opts) // on error, Up took down what it had started
+			if err == nil {
+				fmt.Fprintf(stderr, "stack compose: project %s up in %s\n", p.Name(), time.Since(started).Round(time.Second))
+			}
+			return p, err
+		},
+		func(p *compose.Project) ([]string, error) { return p.Exports(), nil },
+		func(ctx context.Context, p *compose.Project) error {
+			err := p.Down(ctx)
+			// The suite removes the projects it starts beside this one (NAME-...), unless it was killed.
+			if left, err := compose.RemoveProjects(ctx, p.Name()); len(left) > 0 || err != nil {
+				fmt.Fprintf(stderr, "stack compose: removed projects left behind: %v %v\n", left, err)
+			}
+			return err
+		})
 }
 
 // standinsWanted decides, for -images mode (official, standins or auto), whether the stack runs
@@ -151,7 +136,7 @@ func officialImagesMissing(ctx context.Context, root string, progress io.Writer)
 		out, err := exec.CommandContext(pullCtx, "docker", "pull", "--quiet", image).CombinedOutput()
 		cancel()
 		if err != nil {
-			return fmt.Sprintf("the engine cannot pull %s (%s)", image, compose.FirstLine(string(out))), nil
+			return fmt.Sprintf("the engine cannot pull %s (%s)", image, stackkit.FirstLine(string(out))), nil
 		}
 	}
 	return "", nil

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/movies-microservices/e2e/stack"
 )
@@ -30,11 +31,6 @@ func runExec(ctx context.Context, args []string, stderr io.Writer) error {
 		return exitCode(2)
 	}
 
-	// From here on a signal must not kill us before the cluster is gone.
-	signals := make(chan os.Signal, 4)
-	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(signals)
-
 	opts := stack.PostgresOptions{Progress: stderr}
 	if *pgLog != "" {
 		f, err := os.Create(*pgLog)
@@ -44,25 +40,52 @@ func runExec(ctx context.Context, args []string, stderr io.Writer) error {
 		defer f.Close()
 		opts.Log = f
 	}
-	pg, err := startInterruptibly(ctx, signals, func(ctx context.Context) (*stack.Postgres, error) {
-		return stack.StartPostgres(ctx, opts)
-	})
+	return upRunDown(ctx, "exec", command, stderr,
+		func(ctx context.Context) (*stack.Postgres, error) {
+			pg, err := stack.StartPostgres(ctx, opts)
+			if err != nil && pg != nil {
+				pg.Stop()
+			}
+			return pg, err
+		},
+		func(pg *stack.Postgres) ([]string, error) {
+			return []string{"TEST_DATABASE_URL=" + pg.SuperuserURL("postgres")}, nil
+		},
+		func(_ context.Context, pg *stack.Postgres) error { return pg.Stop() })
+}
+
+// upRunDown is every command of cmd/stack that runs a command against a stack: it brings the
+// stack up, runs command with the environment that points at it (env), and takes it down:
+// after the command ends, and on SIGINT or SIGTERM, which it passes on to the command first.
+// A signal during up cancels it; up takes down whatever it had started when it fails. It
+// returns the command's exit code, at least 1 if taking the stack down failed.
+func upRunDown[T any](ctx context.Context, who string, command []string, stderr io.Writer,
+	up func(context.Context) (T, error), env func(T) ([]string, error), down func(context.Context, T) error) error {
+	// From here on a signal must not kill us before the stack is down.
+	signals := make(chan os.Signal, 4)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(signals)
+
+	s, err := startInterruptibly(ctx, signals, up)
 	if err != nil {
-		if pg != nil {
-			pg.Stop()
-		}
 		return err
 	}
-
-	cmd := exec.Command(command[0], command[1:]...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Env = append(os.Environ(), "TEST_DATABASE_URL="+pg.SuperuserURL("postgres"))
-	code := runChild(cmd, signals, stderr)
-	if err := pg.Stop(); err != nil {
-		fmt.Fprintf(stderr, "stack exec: %v\n", err)
-		if code == 0 {
-			code = 1
-		}
+	code := 0
+	vars, err := env(s)
+	if err != nil {
+		fmt.Fprintf(stderr, "stack %s: %v\n", who, err)
+		code = 1
+	} else {
+		cmd := exec.Command(command[0], command[1:]...)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+		cmd.Env = append(os.Environ(), vars...)
+		code = runChild(cmd, signals, stderr)
+	}
+	downCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+	defer cancel()
+	if err := down(downCtx, s); err != nil {
+		fmt.Fprintf(stderr, "stack %s: %v\n", who, err)
+		code = max(code, 1)
 	}
 	return exitCode(code)
 }

@@ -13,6 +13,8 @@ import (
 	"syscall"
 
 	"github.com/movies-microservices/e2e/stack"
+	"github.com/movies-microservices/e2e/stackkit"
+	"github.com/movies-microservices/e2e/target"
 )
 
 // runStack is `make run`: the whole stack with its data under .run/, up until
@@ -22,7 +24,7 @@ func runStack(ctx context.Context, getenv func(string) string, stdout io.Writer)
 	if err != nil {
 		return fmt.Errorf("stack run: %w", err)
 	}
-	root, err := stack.FindRepoRoot(wd)
+	root, err := stackkit.FindRepoRoot(wd)
 	if err != nil {
 		return err
 	}
@@ -69,7 +71,7 @@ func printURLs(ctx context.Context, w io.Writer, root string, s *stack.Stack) {
 		db = parsed.Redacted()
 	}
 	dashboard := admin + "/dashboard/"
-	if err := stack.CheckDashboard(ctx, u.Admin); err != nil {
+	if err := stackkit.CheckDashboard(ctx, u.Admin); err != nil {
 		dashboard = "not in bin/traefik: " + err.Error()
 	}
 	rel := func(path string) string {
@@ -100,13 +102,13 @@ then write with curl -H "$AUTH" ... (the README's tour).
 Press Ctrl-C to stop. Data survives restarts; delete %[8]s/ to reset it.
 `, gateway, admin, joinLocal(u.Movies, local), joinLocal(u.Casts, local), db,
 		rel(filepath.Join(root, ".run", "secrets.env")), rel(s.LogDir()), rel(filepath.Join(root, ".run")), dashboard,
-		u.HydraAdmin, stack.AccessTokenTTL, stack.DemoClientID, stack.DemoScopes,
-		tokenCommand(gateway, stack.DemoClientID, s.Secrets().DemoClient), stack.TokenURL(gateway),
+		u.HydraAdmin, target.AccessTokenTTL, target.DemoClientID, target.DemoScopes,
+		tokenCommand(gateway, target.DemoClientID, s.Secrets().DemoClient), stackkit.TokenURL(gateway),
 		local(u.Jaeger), metricsURLs(u, local))
 }
 
 // metricsURLs lists each replica's /metrics.
-func metricsURLs(u stack.URLs, local func(string) string) string {
+func metricsURLs(u target.URLs, local func(string) string) string {
 	var urls []string
 	for _, base := range slices.Concat(u.Movies, u.Casts) {
 		urls = append(urls, local(base)+"/metrics")
@@ -118,7 +120,7 @@ func metricsURLs(u stack.URLs, local func(string) string) string {
 // README's tour writes with -H "$AUTH".
 func tokenCommand(gateway, clientID, secret string) string {
 	return fmt.Sprintf(`TOKEN=$(curl -s -u %s:%s -d grant_type=client_credentials -d 'scope=%s' -d audience=%s %s | sed -E 's/.*"access_token":"([^"]+)".*/\1/'); AUTH="Authorization: Bearer $TOKEN"`,
-		clientID, secret, stack.DemoScopes, stack.Audience, stack.TokenURL(gateway))
+		clientID, secret, target.DemoScopes, target.Audience, stackkit.TokenURL(gateway))
 }
 
 func joinLocal(urls []string, local func(string) string) string {

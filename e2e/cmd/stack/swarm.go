@@ -7,14 +7,12 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"regexp"
 	"syscall"
 	"time"
 
-	"github.com/movies-microservices/e2e/compose"
-	"github.com/movies-microservices/e2e/stack"
+	"github.com/movies-microservices/e2e/stackkit"
 	"github.com/movies-microservices/e2e/swarm"
 )
 
@@ -50,7 +48,7 @@ func runSwarm(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return fmt.Errorf("stack swarm: %w", err)
 	}
-	root, err := stack.FindRepoRoot(wd)
+	root, err := stackkit.FindRepoRoot(wd)
 	if err != nil {
 		return err
 	}
@@ -60,7 +58,7 @@ func runSwarm(ctx context.Context, args []string, getenv func(string) string, st
 		}
 	}
 	if out, err := exec.CommandContext(ctx, "docker", "version", "--format", "{{.Server.Version}}").CombinedOutput(); err != nil {
-		return fmt.Errorf("stack swarm: the host's Docker engine does not answer (%s): it builds the images", compose.FirstLine(string(out)))
+		return fmt.Errorf("stack swarm: the host's Docker engine does not answer (%s): it builds the images", stackkit.FirstLine(string(out)))
 	}
 
 	// One swarm per machine: the bridge, namespaces and subnet have fixed names (swarm.Layout).
@@ -76,10 +74,6 @@ func runSwarm(ctx context.Context, args []string, getenv func(string) string, st
 		return fmt.Errorf("stack swarm: another swarm run holds %s (one at a time on a machine): %w", lock.Name(), err)
 	}
 
-	signals := make(chan os.Signal, 4)
-	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(signals)
-
 	// The test swarm's nodes reach no registry but their own: the images they run are pushed
 	// there, the stand-ins for the official ones (a mirror of the official images would do too,
 	// where they can be pulled; not made here).
@@ -87,33 +81,28 @@ func runSwarm(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 
-	started := time.Now()
 	layout := swarm.Layout{Dir: filepath.Join(os.TempDir(), "e2e-swarm-"+*name)}
-	d, err := startInterruptibly(ctx, signals, func(ctx context.Context) (*swarm.Deployment, error) {
-		return swarm.Up(ctx, swarm.Options{RepoRoot: root, Layout: layout, Stack: *name, Standins: true, Progress: stderr})
-	})
-	if err != nil {
-		return err // Up removed what it had made
-	}
-	fmt.Fprintf(stderr, "stack swarm: up in %s\n", time.Since(started).Round(time.Second))
-	code := 0
-	state, err := d.WriteState()
-	if err != nil {
-		fmt.Fprintf(stderr, "stack swarm: %v\n", err)
-		code = 1
-	} else {
-		cmd := exec.Command(command[0], command[1:]...)
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-		cmd.Env = append(os.Environ(), d.Exports(state)...)
-		code = runChild(cmd, signals, stderr)
-	}
-	downCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
-	defer cancel()
-	started = time.Now()
-	if err := d.Down(downCtx); err != nil {
-		fmt.Fprintf(stderr, "stack swarm: %v\n", err)
-		code = max(code, 1)
-	}
-	fmt.Fprintf(stderr, "stack swarm: stack, engines and their data removed in %s\n", time.Since(started).Round(time.Second))
-	return exitCode(code)
+	return upRunDown(ctx, "swarm", command, stderr,
+		func(ctx context.Context) (*swarm.Deployment, error) {
+			started := time.Now()
+			// On error, Up removed what it had made.
+			d, err := swarm.Up(ctx, swarm.Options{RepoRoot: root, Layout: layout, Stack: *name, Standins: true, Progress: stderr})
+			if err == nil {
+				fmt.Fprintf(stderr, "stack swarm: up in %s\n", time.Since(started).Round(time.Second))
+			}
+			return d, err
+		},
+		func(d *swarm.Deployment) ([]string, error) {
+			state, err := d.WriteState()
+			if err != nil {
+				return nil, err
+			}
+			return d.Exports(state), nil
+		},
+		func(ctx context.Context, d *swarm.Deployment) error {
+			started := time.Now()
+			err := d.Down(ctx)
+			fmt.Fprintf(stderr, "stack swarm: stack, engines and their data removed in %s\n", time.Since(started).Round(time.Second))
+			return err
+		})
 }
