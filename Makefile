@@ -86,12 +86,13 @@ E2E_COMPOSE_TIMEOUT ?= 30m
 e2e-compose: traefik hydra jaeger ## The e2e suite against the Docker Compose stack (needs Docker; see README "With Docker").
 	E2E_NO_SKIP=1 go run ./e2e/cmd/stack compose -- go test -v -count=1 -timeout $(E2E_COMPOSE_TIMEOUT) ./e2e
 
-# The whole e2e suite, and its swarm tests (e2e/swarm_test.go, -tags swarm), against a throwaway
+# The e2e suite's tests of the deployment (e2e/scope_test.go; it prints the list), and its swarm
+# tests (e2e/swarm_test.go, -tags swarm), against a throwaway
 # swarm of three engines on this machine (each dockerd in a network namespace of its own; needs
 # root and the host's engine to build the images), with the registry on its first node; always
 # removed, also on failure or Ctrl-C. See README "More than one host".
 E2E_SWARM_TIMEOUT ?= 60m
-e2e-swarm: traefik hydra jaeger registry ## The e2e suite and the swarm tests on a three-node Docker Swarm (needs Docker and root; see README "More than one host").
+e2e-swarm: traefik hydra jaeger registry ## The e2e suite's deployment tests and the swarm tests on a three-node Docker Swarm (needs Docker and root; see README "More than one host").
 	E2E_NO_SKIP=1 go run ./e2e/cmd/stack swarm -- go test -tags swarm -v -count=1 -timeout $(E2E_SWARM_TIMEOUT) ./e2e
 
 FUZZTIME ?= 20s
