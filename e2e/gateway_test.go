@@ -136,6 +136,12 @@ type accessEntry struct {
 	Status         int    `json:"DownstreamStatus"`
 	ServiceName    string `json:"ServiceName"`
 	ServiceURL     string `json:"ServiceURL"` // the replica that served it
+	// What the node-loss tests log of a failure (logGatewayFailures).
+	Start         time.Time `json:"StartUTC"`
+	Method        string    `json:"RequestMethod"`
+	OriginStatus  int       `json:"OriginStatus"`  // the instance's answer; 0 if the gateway answered itself
+	Duration      int64     `json:"Duration"`      // nanoseconds
+	RetryAttempts int       `json:"RetryAttempts"` // by public-retry or mesh-retry
 }
 
 // readAccessLog reads the access log of the suite's Traefik.

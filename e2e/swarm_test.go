@@ -7,7 +7,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -411,32 +410,19 @@ func TestSwarmWorkerCutOff(t *testing.T) {
 // gateway rendered the problem page.)
 func logGatewayFailures(t *testing.T, s multiNode, since time.Time) {
 	t.Helper()
-	b, err := s.AccessLog(t.Context())
+	entries, err := parseAccessLog(s)
 	if err != nil {
 		t.Logf("the gateway's access log: %v", err)
 		return
 	}
 	var lines []string
-	for _, line := range strings.Split(string(b), "\n") {
-		var e struct {
-			Start         time.Time `json:"StartUTC"`
-			EntryPoint    string    `json:"entryPointName"`
-			Router        string    `json:"RouterName"`
-			Method        string    `json:"RequestMethod"`
-			Path          string    `json:"RequestPath"`
-			ServiceURL    string    `json:"ServiceURL"`
-			OriginStatus  int       `json:"OriginStatus"`
-			Status        int       `json:"DownstreamStatus"`
-			Duration      int64     `json:"Duration"`
-			RetryAttempts int       `json:"RetryAttempts"`
-			RequestID     string    `json:"request_X-Request-Id"`
-		}
-		if json.Unmarshal([]byte(strings.TrimSpace(line)), &e) != nil || e.Status < 500 || e.Start.Add(time.Duration(e.Duration)).Before(since) {
+	for _, e := range entries {
+		if e.Status < 500 || e.Start.Add(time.Duration(e.Duration)).Before(since) {
 			continue
 		}
-		lines = append(lines, fmt.Sprintf("+%.1fs %s %s %s %.60s -> %s origin %d, %d after %s, %d retries, request id %s",
-			e.Start.Sub(since).Seconds(), e.EntryPoint, e.Router, e.Method, e.Path, e.ServiceURL, e.OriginStatus, e.Status,
-			time.Duration(e.Duration).Round(time.Millisecond), e.RetryAttempts, e.RequestID))
+		lines = append(lines, fmt.Sprintf("+%.1fs %s %s %s %.60s -> %s origin %d, %d after %s, %d retries",
+			e.Start.Sub(since).Seconds(), e.EntryPointName, e.RouterName, e.Method, e.RequestPath, e.ServiceURL,
+			e.OriginStatus, e.Status, time.Duration(e.Duration).Round(time.Millisecond), e.RetryAttempts))
 	}
 	t.Logf("the gateway answered %d requests 5xx since the loss:\n%s", len(lines), strings.Join(lines, "\n"))
 }
