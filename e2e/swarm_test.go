@@ -313,7 +313,8 @@ func tasksOn(t *testing.T, s multiNode, node string) int {
 // out (interval 2 s + timeout 1 s): 15 s for a request hung on a lost instance
 // (responseHeaderTimeout), twice 2 s for a cast check (a timed-out check is made once more, see
 // castsclient), and a request that could not be sent there goes to another instance
-// (public-retry, mesh-retry). The test reports the count either way.
+// (public-retry, mesh-retry). e2e/swarm/README.md says where it can still break and what was
+// measured. The test reports the count either way.
 func nodeLoss(t *testing.T, s multiNode, what string, lose, recover func(ctx context.Context, node string) error) {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
