@@ -30,24 +30,22 @@ export GOWORK=off CGO_ENABLED=0
 
 step() { printf 'traefik: %s\n' "$*"; }
 
-# A binary built before from the same recipe (pin, replace lines, sums, this script) is reused.
-key=$(cat go.mod go.sum "$here/build.sh" | sha256sum | cut -c1-16)
-dashboard_key=nodashboard
-command -v node >/dev/null 2>&1 && command -v corepack >/dev/null 2>&1 && dashboard_key=dashboard
-cached=$work/traefik-$key-$dashboard_key
-if [ -x "$cached" ] && "$cached" version | grep -q "Version: *$version\$"; then
+have_node() { command -v node >/dev/null 2>&1 && command -v corepack >/dev/null 2>&1; }
+
+# A binary with its dashboard, built before from the same recipe (pin, replace lines, sums, this
+# script), is reused; only such a build is kept (see the end).
+cached=$work/traefik-$(cat go.mod go.sum "$here/build.sh" | sha256sum | cut -c1-16)
+if have_node && [ -x "$cached" ] && "$cached" version | grep -q "Version: *$version\$"; then
 	mkdir -p "$(dirname "$out")"
 	cp "$cached" "$out.new"
 	mv "$out.new" "$out"
-	step "$out is Traefik $version, built before ($cached)"
+	step "$out is Traefik $version with its dashboard, built before ($cached)"
 	exit 0
 fi
 
 # The module as the Go module proxy serves it (read-only in the module cache).
 moddir=$(go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
 [ -d "$moddir/webui" ] || { echo "traefik: $module@$version has no webui/ in $moddir" >&2; exit 1; }
-
-have_node() { command -v node >/dev/null 2>&1 && command -v corepack >/dev/null 2>&1; }
 
 # build_webui writes $work/static: the dashboard built from $moddir/webui, once per pin.
 build_webui() {
