@@ -36,6 +36,10 @@ if [ "${1:-}" = --force ]; then
 fi
 cache=${STANDIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/movies-microservices/standins}
 mkdir -p "$cache"
+# One maker at a time (two stacks started together, as CI runs Compose beside the swarm): the
+# second waits, then finds the images made.
+exec 9>"$cache/.lock"
+flock 9
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 

@@ -146,7 +146,7 @@ func run(ctx context.Context, name string, args ...string) error {
 
 // forwardRule lets the bridge forward between its own ports: where a Docker engine on the host
 // set the FORWARD policy to DROP and bridged traffic goes through iptables, the nodes would not
-// reach each other.
+// reach each other. iptables runs with -w: the host's engine may hold the lock at that moment.
 func (l Layout) forwardRule() []string {
 	return []string{"FORWARD", "-i", l.Bridge(), "-o", l.Bridge(), "-j", "ACCEPT"}
 }
@@ -159,7 +159,7 @@ func (l Layout) MakeNetwork(ctx context.Context) error {
 		{"ip", "link", "set", l.Bridge(), "up"},
 	}
 	if _, err := exec.LookPath("iptables"); err == nil {
-		steps = append(steps, append([]string{"iptables", "-I"}, l.forwardRule()...))
+		steps = append(steps, append([]string{"iptables", "-w", "-I"}, l.forwardRule()...))
 	}
 	for _, n := range l.AllNodes() {
 		steps = append(steps,
@@ -178,6 +178,26 @@ func (l Layout) MakeNetwork(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// resolverPID is where the nodes' resolver writes its pid.
+func (l Layout) resolverPID() string { return filepath.Join(l.Dir, "dnsmasq.pid") }
+
+// StartResolver runs the nodes' upstream DNS server on the bridge's address: dnsmasq, answering
+// NXDOMAIN to every name, as a site's resolver does for a name it has never heard of. A node's
+// engine asks it the names the engine does not know itself, such as a service scaled to 0 (a
+// stopped database). Without one the nodes reach no resolver (the host forwards nothing from
+// the bridge), Docker's resolver then gives no answer at all, and each lookup of the stopped
+// database waits out the client's DNS timeout: a request that should fail at once with a 503
+// takes 10 s. It runs in the background (its pid in Dir); RemoveCluster stops it.
+func (l Layout) StartResolver(ctx context.Context) error {
+	if _, err := exec.LookPath("dnsmasq"); err != nil {
+		return errors.New("swarm: dnsmasq not found: it is the nodes' DNS server (Debian: apt-get install dnsmasq-base)")
+	}
+	return run(ctx, "dnsmasq", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--no-poll",
+		"--bind-interfaces", "--listen-address="+l.BridgeAddr(), "--except-interface=lo",
+		"--address=/#/", // every name: NXDOMAIN
+		"--user=nobody", "--pid-file="+l.resolverPID())
 }
 
 // StartEngine starts node n's dockerd in its namespace, with a hostname of its own (a UTS
@@ -199,6 +219,8 @@ func (l Layout) StartEngine(ctx context.Context, n Node) error {
 		"--host", "unix://" + n.Socket, "--pidfile", n.pidFile(), "--cgroup-parent", l.Prefix + "-" + n.Name,
 		// The registry is plain HTTP on node 1; a team's registry would have TLS.
 		"--insecure-registry", l.RegistryAddr(),
+		// The nodes' upstream resolver (StartResolver), for the names the engine does not know.
+		"--dns", l.BridgeAddr(),
 		// Namespaces of its own in containerd, should the engine find a system containerd to
 		// share: its containers are then its own, and go when it does.
 		"--containerd-namespace", l.Prefix + "-" + n.Name, "--containerd-plugins-namespace", l.Prefix + "-" + n.Name + "-plugins",
@@ -276,6 +298,9 @@ func (l Layout) RemoveCluster(ctx context.Context) error {
 	if pid, err := readPID(filepath.Join(l.Dir, "registry.pid")); err == nil && cmdlineHas(pid, "registry", "serve") {
 		pids[pid] = "the registry"
 	}
+	if pid, err := readPID(l.resolverPID()); err == nil && cmdlineHas(pid, "dnsmasq", l.BridgeAddr()) {
+		pids[pid] = "the nodes' resolver"
+	}
 	for pid := range pids {
 		syscall.Kill(pid, syscall.SIGTERM) //nolint:errcheck // gone already is fine
 	}
@@ -316,8 +341,8 @@ func (l Layout) RemoveCluster(ctx context.Context) error {
 		}
 	}
 	if _, err := exec.LookPath("iptables"); err == nil {
-		for exec.CommandContext(ctx, "iptables", append([]string{"-C"}, l.forwardRule()...)...).Run() == nil {
-			if err := run(ctx, "iptables", append([]string{"-D"}, l.forwardRule()...)...); err != nil {
+		for exec.CommandContext(ctx, "iptables", append([]string{"-w", "-C"}, l.forwardRule()...)...).Run() == nil {
+			if err := run(ctx, "iptables", append([]string{"-w", "-D"}, l.forwardRule()...)...); err != nil {
 				errs = append(errs, err)
 				break
 			}

@@ -121,6 +121,9 @@ func Up(ctx context.Context, opts Options) (_ *Deployment, err error) {
 	if err := l.MakeNetwork(ctx); err != nil {
 		return nil, err
 	}
+	if err := l.StartResolver(ctx); err != nil {
+		return nil, err
+	}
 	nodes := l.AllNodes()
 	for _, n := range nodes {
 		if err := l.StartEngine(ctx, n); err != nil {

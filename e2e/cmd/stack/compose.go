@@ -112,6 +112,24 @@ func standinsWanted(ctx context.Context, root, mode, who string, stderr io.Write
 	return true, nil
 }
 
+// runStandins makes the stand-in images, whatever the engine can pull.
+func runStandins(ctx context.Context, args []string, stderr io.Writer) error {
+	if len(args) > 0 {
+		fmt.Fprint(stderr, "stack standins: takes no arguments\n\n"+usage)
+		return exitCode(2)
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return fmt.Errorf("stack standins: %w", err)
+	}
+	root, err := stackkit.FindRepoRoot(wd)
+	if err != nil {
+		return err
+	}
+	_, err = standinsWanted(ctx, root, "standins", "standins", stderr)
+	return err
+}
+
 func envOr(getenv func(string) string, key, fallback string) string {
 	if v := getenv(key); v != "" {
 		return v

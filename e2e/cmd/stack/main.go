@@ -4,6 +4,7 @@
 //	go run ./e2e/cmd/stack run
 //	go run ./e2e/cmd/stack compose -- <command> [args...]
 //	go run ./e2e/cmd/stack swarm -- <command> [args...]
+//	go run ./e2e/cmd/stack standins
 //
 // See usage for the details.
 package main
@@ -61,6 +62,12 @@ commands:
         mesh and Jaeger forwarded to 127.0.0.1); then remove the stack, the
         engines and their data, also on failure or Ctrl-C. One at a time per
         machine. Exits with COMMAND's exit code.
+
+  standins
+        Make the stand-in images (make traefik hydra jaeger, then
+        e2e/compose/standins.sh), as swarm always does and compose does where
+        the engine cannot pull: once per change of what they are made from. For
+        CI, which starts both stacks together.
 `
 
 func main() {
@@ -94,6 +101,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runCompose(ctx, args[1:], getenv, stderr)
 	case "swarm":
 		return runSwarm(ctx, args[1:], getenv, stderr)
+	case "standins":
+		return runStandins(ctx, args[1:], stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
