@@ -58,10 +58,37 @@ func (d *Deployment) SpecImage(ctx context.Context, svc string) (string, error) 
 	return image, err
 }
 
-// Scale sets svc's replicas and waits until Swarm has them running (--detach=false).
+// Scale sets svc's replicas and waits until exactly that many of its tasks run.
+//
+// It waits itself rather than with the client's --detach=false, which after the tasks converge
+// waits the service's update monitor period as well (20 s for casts and movies, 5 s for the
+// others): a wait for updates that go wrong late, which a change of the task count does not need.
 func (d *Deployment) Scale(ctx context.Context, svc string, n int) error {
-	_, err := d.Manager().Docker(ctx, "service", "scale", "--detach=false", d.Service(svc)+"="+strconv.Itoa(n))
-	return err
+	if _, err := d.Manager().Docker(ctx, "service", "scale", "--detach", d.Service(svc)+"="+strconv.Itoa(n)); err != nil {
+		return err
+	}
+	return stackkit.Poll(ctx, 3*time.Minute, pollEvery, fmt.Sprintf("%s running %d task(s)", svc, n), func() error {
+		out, err := d.Manager().Docker(ctx, "service", "ps", "--format", "{{.DesiredState}} {{.CurrentState}}", d.Service(svc))
+		if err != nil {
+			return err
+		}
+		// CurrentState is "Running" once the container runs and, with a health check, is
+		// healthy ("Starting" before); a task being stopped stays "Running" until it exited.
+		running, coming := 0, 0
+		for line := range strings.Lines(out) {
+			desired, current, _ := strings.Cut(strings.TrimSpace(line), " ")
+			switch {
+			case strings.HasPrefix(current, "Running"):
+				running++
+			case desired == "Running":
+				coming++
+			}
+		}
+		if running != n || coming > 0 {
+			return fmt.Errorf("%d running, %d starting", running, coming)
+		}
+		return nil
+	})
 }
 
 // NodeStates are each node's hostname with its status and availability, e.g. "swarm-2 ready active".
