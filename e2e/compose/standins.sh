@@ -36,8 +36,8 @@ if [ "${1:-}" = --force ]; then
 fi
 cache=${STANDIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/movies-microservices/standins}
 mkdir -p "$cache"
-# One maker at a time (two stacks started together, as CI runs Compose beside the swarm): the
-# second waits, then finds the images made.
+# One maker at a time (two stacks started at once on one machine): the second waits, then
+# finds the images made.
 exec 9>"$cache/.lock"
 flock 9
 work=$(mktemp -d)

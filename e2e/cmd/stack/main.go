@@ -66,8 +66,8 @@ commands:
   standins
         Make the stand-in images (make traefik hydra jaeger, then
         e2e/compose/standins.sh), as swarm always does and compose does where
-        the engine cannot pull: once per change of what they are made from. For
-        CI, which starts both stacks together.
+        the engine cannot pull: once per change of what they are made from. CI
+        makes them in a step of its own, timed apart.
 `
 
 func main() {
