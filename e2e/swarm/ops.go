@@ -67,7 +67,7 @@ func (d *Deployment) Scale(ctx context.Context, svc string, n int) error {
 	if _, err := d.Manager().Docker(ctx, "service", "scale", "--detach", d.Service(svc)+"="+strconv.Itoa(n)); err != nil {
 		return err
 	}
-	return stackkit.Poll(ctx, 3*time.Minute, pollEvery, fmt.Sprintf("%s running %d task(s)", svc, n), func() error {
+	return stackkit.Poll(ctx, swarmTimeout, pollEvery, fmt.Sprintf("%s running %d task(s)", svc, n), func() error {
 		out, err := d.Manager().Docker(ctx, "service", "ps", "--format", "{{.DesiredState}} {{.CurrentState}}", d.Service(svc))
 		if err != nil {
 			return err

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -34,11 +33,7 @@ func runCompose(ctx context.Context, args []string, getenv func(string) string, 
 		fmt.Fprint(stderr, "stack compose: no command given\n\n"+usage)
 		return exitCode(2)
 	}
-	wd, err := os.Getwd()
-	if err != nil {
-		return fmt.Errorf("stack compose: %w", err)
-	}
-	root, err := stackkit.FindRepoRoot(wd)
+	root, err := repoRoot("compose")
 	if err != nil {
 		return err
 	}
@@ -118,11 +113,7 @@ func runStandins(ctx context.Context, args []string, stderr io.Writer) error {
 		fmt.Fprint(stderr, "stack standins: takes no arguments\n\n"+usage)
 		return exitCode(2)
 	}
-	wd, err := os.Getwd()
-	if err != nil {
-		return fmt.Errorf("stack standins: %w", err)
-	}
-	root, err := stackkit.FindRepoRoot(wd)
+	root, err := repoRoot("standins")
 	if err != nil {
 		return err
 	}

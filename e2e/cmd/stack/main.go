@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/movies-microservices/e2e/stackkit"
 )
 
 const usage = `usage: go run ./e2e/cmd/stack <command>
@@ -110,4 +112,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stderr, "stack: unknown command %q\n\n%s", args[0], usage)
 		return exitCode(2)
 	}
+}
+
+// repoRoot is the repository holding the working directory; who names the command in errors.
+func repoRoot(who string) (string, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("stack %s: %w", who, err)
+	}
+	return stackkit.FindRepoRoot(wd)
 }

@@ -20,11 +20,7 @@ import (
 // runStack is `make run`: the whole stack with its data under .run/, up until
 // Ctrl-C or SIGTERM, then stopped in order.
 func runStack(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
-	wd, err := os.Getwd()
-	if err != nil {
-		return fmt.Errorf("stack run: %w", err)
-	}
-	root, err := stackkit.FindRepoRoot(wd)
+	root, err := repoRoot("run")
 	if err != nil {
 		return err
 	}

@@ -44,11 +44,7 @@ func runSwarm(ctx context.Context, args []string, getenv func(string) string, st
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("stack swarm: needs root (network namespaces, dockerd)")
 	}
-	wd, err := os.Getwd()
-	if err != nil {
-		return fmt.Errorf("stack swarm: %w", err)
-	}
-	root, err := stackkit.FindRepoRoot(wd)
+	root, err := repoRoot("swarm")
 	if err != nil {
 		return err
 	}
