@@ -35,7 +35,7 @@ have_node() { command -v node >/dev/null 2>&1 && command -v corepack >/dev/null 
 # A binary with its dashboard, built before from the same recipe (pin, replace lines, sums, this
 # script), is reused; only such a build is kept (see the end).
 cached=$work/traefik-$(cat go.mod go.sum "$here/build.sh" | sha256sum | cut -c1-16)
-if have_node && [ -x "$cached" ] && "$cached" version | grep -q "Version: *$version\$"; then
+if have_node && [ -x "$cached" ] && "$cached" version | grep "Version: *$version\$" >/dev/null; then
 	mkdir -p "$(dirname "$out")"
 	cp "$cached" "$out.new"
 	mv "$out.new" "$out"
@@ -118,7 +118,7 @@ else
 fi
 
 # The checks: the version the pin names, and the dashboard's own index.html inside the binary.
-if ! "$out" version | grep -q "Version: *$version\$"; then
+if ! "$out" version | grep "Version: *$version\$" >/dev/null; then
 	echo "traefik: $out does not report $version" >&2
 	rm -f "$out"
 	exit 1

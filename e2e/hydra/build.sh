@@ -28,7 +28,7 @@ export GOWORK=off CGO_ENABLED=0 GOFLAGS=-mod=mod
 step() { printf 'hydra: %s\n' "$*"; }
 
 # check BIN: the binary reports the pin.
-check() { "$1" version 2>/dev/null | grep -q "^Version: *$HYDRA_VERSION\$"; }
+check() { "$1" version 2>/dev/null | grep "^Version: *$HYDRA_VERSION\$" >/dev/null; }
 
 if [ -x "$cache/hydra" ] && check "$cache/hydra"; then
 	step "Hydra $HYDRA_VERSION already built ($cache/hydra)"

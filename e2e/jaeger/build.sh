@@ -29,7 +29,7 @@ export GOWORK=off CGO_ENABLED=0 GOFLAGS=-mod=mod
 step() { printf 'jaeger: %s\n' "$*"; }
 
 # check BIN: the binary reports the pin.
-check() { "$1" version 2>/dev/null | grep -q "\"gitVersion\": *\"v$JAEGER_RELEASE\""; }
+check() { "$1" version 2>/dev/null | grep "\"gitVersion\": *\"v$JAEGER_RELEASE\"" >/dev/null; }
 
 if [ -x "$cache/jaeger" ] && check "$cache/jaeger"; then
 	step "Jaeger $JAEGER_RELEASE already built ($cache/jaeger)"

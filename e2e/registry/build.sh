@@ -23,7 +23,7 @@ export GOWORK=off CGO_ENABLED=0 GOFLAGS=-mod=mod
 step() { printf 'registry: %s\n' "$*"; }
 
 # check BIN: the binary reports the pin.
-check() { "$1" --version 2>/dev/null | grep -q " $module $REGISTRY_VERSION\$"; }
+check() { "$1" --version 2>/dev/null | grep " $module $REGISTRY_VERSION\$" >/dev/null; }
 
 if [ -x "$cache/registry" ] && check "$cache/registry"; then
 	step "registry $REGISTRY_VERSION already built ($cache/registry)"
