@@ -71,10 +71,13 @@ vet: ## go vet every module (the swarm tests, built with -tags swarm, included).
 	go vet $(GO_PACKAGES)
 	go vet -tags swarm ./e2e/
 
-# -p 1: one package at a time. The e2e fault tests (rolling restart under load) measure the stack,
-# and on 2 cores another package's tests running beside them starve Traefik's health checks.
+# The e2e suite's package runs alone, after the others: its fault tests (rolling restart under
+# load) measure the stack, and on 2 cores another package's tests running beside them starve
+# Traefik's health checks. The other packages build and run side by side (`go test -p 1` over
+# all of them also compiled one package at a time).
+E2E_SUITE := github.com/movies-microservices/e2e
 test: vet build traefik hydra jaeger lint-tools ## Vet, then every test of every module against a throwaway PostgreSQL (OpenAPI lints and twin check included).
-	$(WITH_POSTGRES) go test -p 1 -count=1 $(GO_PACKAGES)
+	$(WITH_POSTGRES) bash -c 'go test -count=1 $$(go list $(GO_PACKAGES) | grep -vx $(E2E_SUITE)) && go test -count=1 $(E2E_SUITE)'
 
 e2e: build traefik hydra jaeger ## Only the black-box suite through the gateway.
 	$(WITH_POSTGRES) go test -count=1 ./e2e/...

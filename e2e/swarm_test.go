@@ -7,6 +7,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -163,23 +164,42 @@ func TestSwarmSpreadAndBalanced(t *testing.T) {
 	}
 }
 
-// TestSwarmRollingUpdate updates each service to a new image tag under load: start-first, one
-// task at a time, not one failed request, and the new version's tasks serve at the end.
+// TestSwarmRollingUpdate updates both services to a new image tag at once under load (as a
+// release does): start-first, one task at a time, not one failed request, and the new
+// version's tasks serve at the end.
 func TestSwarmRollingUpdate(t *testing.T) {
 	s := needSwarm(t)
 	defer settle(t, s)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
-	for _, svc := range []string{target.ServiceCasts, target.ServiceMovies} {
+	services := []string{target.ServiceCasts, target.ServiceMovies}
+	paths := map[string]string{}
+	for _, svc := range services {
 		path, err := s.NewImage(ctx, svc, "2", "LABEL org.opencontainers.image.version=2")
 		if err != nil {
 			t.Fatal(err)
 		}
-		started := time.Now()
-		res := underLoad(t, s, func() error { return s.UpdateImage(ctx, svc, path) })
-		t.Logf("%s updated to %s in %s", svc, path, time.Since(started).Round(time.Second))
-		noFailures(t, s, "the rolling update of "+svc, res)
+		paths[svc] = path
+	}
+	started := time.Now()
+	res := underLoad(t, s, func() error {
+		errs := make(chan error, len(services))
+		for _, svc := range services {
+			go func() {
+				err := s.UpdateImage(ctx, svc, paths[svc])
+				t.Logf("%s updated to %s after %s", svc, paths[svc], time.Since(started).Round(time.Second))
+				errs <- err
+			}()
+		}
+		var err error
+		for range services {
+			err = errors.Join(err, <-errs)
+		}
+		return err
+	})
+	noFailures(t, s, "the rolling update of "+strings.Join(services, " and "), res)
 
+	for _, svc := range services {
 		if state, err := s.UpdateState(ctx, svc); err != nil || state != "completed" {
 			t.Errorf("%s: update state %q (%v), want completed", svc, state, err)
 		}
@@ -188,8 +208,8 @@ func TestSwarmRollingUpdate(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, task := range tasks {
-			if !strings.HasPrefix(task.Image, s.Image(path)) {
-				t.Errorf("%s: task %s on %s runs %s, want %s", svc, task.ID, task.Node, task.Image, s.Image(path))
+			if !strings.HasPrefix(task.Image, s.Image(paths[svc])) {
+				t.Errorf("%s: task %s on %s runs %s, want %s", svc, task.ID, task.Node, task.Image, s.Image(paths[svc]))
 			}
 		}
 		waitFor(t, "Traefik routing to the new tasks of "+svc, 30*time.Second, func() error {
