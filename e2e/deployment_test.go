@@ -145,21 +145,24 @@ func TestBalancedAcrossReplicas(t *testing.T) {
 	}
 }
 
-// TestTwoStacksSideBySide: the suite's stack and its replicated one run at once (on Compose, two
-// projects on one engine): each Traefik routes only to its own replicas, and each has its own
-// data. On Compose, each project has its own networks, named after it.
+// TestTwoStacksSideBySide: the suite's stack and another of its kind run at once (on Compose,
+// two projects on one engine): each Traefik routes only to its own replicas, and each has its
+// own data. On Compose, each project has its own networks, named after it.
 func TestTwoStacksSideBySide(t *testing.T) {
-	other := replicatedStack(t)
+	other := otherStack(t)
 	for _, tt := range []struct {
-		name     string
-		s        target.Target
-		replicas int
-	}{{"the suite's stack", suite.target, len(suite.target.URLs().Casts)}, {"the replicated stack", other, 2}} {
+		name string
+		s    interface{ URLs() target.URLs }
+	}{{"the suite's stack", suite.target}, {"the other stack", other}} {
 		for _, service := range []string{target.ServiceCasts, target.ServiceMovies} {
+			replicas := len(tt.s.URLs().Casts)
+			if service == target.ServiceMovies {
+				replicas = len(tt.s.URLs().Movies)
+			}
 			var svc traefikService
-			getJSONFrom(t, tt.s.URLs().Admin+"/api/http/services/"+service+"@"+tt.s.Provider(), &svc)
-			if len(svc.ServerStatus) != tt.replicas {
-				t.Errorf("%s: Traefik's %s service has servers %v, want its own %d", tt.name, service, svc.ServerStatus, tt.replicas)
+			getJSONFrom(t, tt.s.URLs().Admin+"/api/http/services/"+service+"@"+suite.target.Provider(), &svc)
+			if len(svc.ServerStatus) != replicas {
+				t.Errorf("%s: Traefik's %s service has servers %v, want its own %d", tt.name, service, svc.ServerStatus, replicas)
 			}
 		}
 	}
@@ -208,15 +211,7 @@ func TestDataSurvivesRestart(t *testing.T) {
 	needTarget(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	s, err := startPersistentTarget(ctx, "volumes")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := s.Stop(); err != nil {
-			t.Error(err)
-		}
-	})
+	s := persistentStack(t)
 	if p, ok := s.(target.Volumes); ok {
 		if vols, err := p.Volumes(ctx); err != nil || len(vols) != 3 {
 			t.Errorf("volumes %v (%v), want those of casts-db, movies-db and hydra-db", vols, err)
@@ -239,6 +234,19 @@ func TestDataSurvivesRestart(t *testing.T) {
 	if status := statusOf(t, s.URLs().Gateway+"/api/v1/casts/"+itoa(c.ID)); status != http.StatusNotFound {
 		t.Errorf("after removing the data and up: cast %d: status %d, want 404", c.ID, status)
 	}
+}
+
+// otherStack is a second stack of the suite's kind beside it, for TestTwoStacksSideBySide:
+// the replicated stack where that is a second one (processes, Compose), else the persistent
+// stack, which TestDataSurvivesRestart takes down and up after this test (it runs in parallel,
+// so after every sequential test). A stack on several nodes thus deploys one stack beside its
+// own, not two (a minute and a half each on the swarm).
+func otherStack(t *testing.T) interface{ URLs() target.URLs } {
+	t.Helper()
+	if s, own := replicatedStackIsOwn(t); !own {
+		return s
+	}
+	return persistentStack(t)
 }
 
 // createCastAt creates a cast through another stack's gateway than the suite's, with a token

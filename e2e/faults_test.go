@@ -15,13 +15,16 @@ import (
 	"github.com/movies-microservices/e2e/target"
 )
 
-// replicated is the suite's second stack, started by the first test that needs it and stopped
-// after the last test: two replicas of each service, for tests that restart or kill instances
-// under load without disturbing the rest of the suite. Of the suite's kind: processes, or a
-// second Compose project on the same engine (which the tests of two projects rely on too).
+// replicated is the stack of two replicas of each service, for tests that restart or kill
+// instances under load, started by the first test that needs it and stopped after the last
+// test. Where the suite's stack runs two or more of each (the swarm's), it is that stack;
+// else (processes, Compose) a second stack of the suite's kind, not to disturb the rest of the
+// suite (on Compose a second project on the same engine, which the tests of two projects rely
+// on too).
 var replicated struct {
 	sync.Mutex
 	target target.Target
+	own    bool // the suite's own stack, which is not the suite's to stop
 	err    error
 }
 
@@ -29,9 +32,19 @@ var replicated struct {
 // uses it leaves every replica running.
 func replicatedStack(t *testing.T) target.Target {
 	t.Helper()
+	s, _ := replicatedStackIsOwn(t)
+	return s
+}
+
+// replicatedStackIsOwn is replicatedStack, and whether it is the suite's own stack.
+func replicatedStackIsOwn(t *testing.T) (target.Target, bool) {
+	t.Helper()
 	needTarget(t)
 	replicated.Lock()
 	defer replicated.Unlock()
+	if u := suite.target.URLs(); replicated.target == nil && len(u.Casts) >= 2 && len(u.Movies) >= 2 {
+		replicated.target, replicated.own = suite.target, true
+	}
 	if replicated.target == nil && replicated.err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
@@ -46,17 +59,52 @@ func replicatedStack(t *testing.T) target.Target {
 			logTraefikWarnings(t, s)
 		}
 	})
-	return s
+	return s, replicated.own
 }
 
 // stopReplicatedStack stops the replicated stack if a test started it.
 func stopReplicatedStack() error {
 	replicated.Lock()
 	defer replicated.Unlock()
-	if replicated.target == nil {
+	if replicated.target == nil || replicated.own {
 		return nil
 	}
 	return replicated.target.Stop()
+}
+
+// persistent is the stack whose data outlives it (target.Persistence), started by the first
+// test that needs it and stopped after the last test.
+var persistent struct {
+	sync.Mutex
+	target target.Persistent
+	err    error
+}
+
+// persistentStack is the suite's persistent stack, started if it is not yet.
+func persistentStack(t *testing.T) target.Persistent {
+	t.Helper()
+	needTarget(t)
+	persistent.Lock()
+	defer persistent.Unlock()
+	if persistent.target == nil && persistent.err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		persistent.target, persistent.err = startPersistentTarget(ctx, "volumes")
+	}
+	if persistent.err != nil {
+		t.Fatalf("start a stack whose data outlives it: %v", persistent.err)
+	}
+	return persistent.target
+}
+
+// stopPersistentStack stops the persistent stack if a test started it.
+func stopPersistentStack() error {
+	persistent.Lock()
+	defer persistent.Unlock()
+	if persistent.target == nil {
+		return nil
+	}
+	return persistent.target.Stop()
 }
 
 // logTraefikWarnings logs the last warnings and errors of a stack's Traefik (failed health checks,

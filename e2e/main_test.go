@@ -69,6 +69,10 @@ func runSuite(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "e2e: stop the replicated stack: %v\n", err)
 		code = max(code, 1)
 	}
+	if err := stopPersistentStack(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: stop the persistent stack: %v\n", err)
+		code = max(code, 1)
+	}
 	return code
 }
 
