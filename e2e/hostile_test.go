@@ -427,11 +427,11 @@ var hostileRequestIDs = []string{strings.Repeat("a", 129), strings.Repeat("x", 1
 // through the gateway: each must get the right 4xx as problem+json (never a 5xx), nothing it
 // targets may change, and both services must stay healthy.
 //
-// Not in parallel with other tests: beside a browser test on 2 cores (a CI run on Compose),
-// Traefik's 1 s health probe of movies' one replica timed out, Traefik took the replica out of
-// rotation, and 213 of the barrage's requests got its plain-text 503 "no available server".
-// That is the gateway's answer to a starved machine, not the services' handling of bad input,
-// which is what this test is about.
+// Not in parallel with other tests: beside a browser test on 2 cores (a CI run on Compose), 213
+// of its requests to movies got a plain-text 503, which is Traefik's answer while a service has
+// no server in rotation: most likely its 1 s health probe of movies' one replica timed out on
+// the starved machine. That is the gateway under starvation, not the services' handling of bad
+// input, which is what this test is about.
 func TestHostileInputBarrage(t *testing.T) {
 	c := createCast(t, unique("Barrage Target Cast"))
 	castItem := "/api/v1/casts/" + itoa(c.ID)
