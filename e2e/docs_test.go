@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,11 +31,27 @@ func findChromium(t *testing.T) string {
 	return ""
 }
 
+// cpuHeavy is held by each test that loads the machine's CPU by design (a browser, the
+// hostile-input barrage) for as long as it does, so that two of them never run side by side.
+// Once, on Compose in CI, 213 of the barrage's requests to movies got a plain-text 503 beside a
+// browser test: Traefik's answer while a service has no server in rotation, most likely after
+// its 1 s health probe of movies' one replica timed out on the starved machine.
+var cpuHeavy sync.Mutex
+
+// holdCPU takes cpuHeavy until t ends.
+func holdCPU(t *testing.T) {
+	t.Helper()
+	cpuHeavy.Lock()
+	t.Cleanup(cpuHeavy.Unlock)
+}
+
 // newBrowser starts a headless Chromium for one test and returns the allocator context that
-// chromedp.NewContext takes; the browser stops with the test.
+// chromedp.NewContext takes; the browser stops with the test, and until then the test holds
+// cpuHeavy.
 func newBrowser(t *testing.T) context.Context {
 	t.Helper()
 	chromium := findChromium(t)
+	holdCPU(t)
 	// The profile and Chromium's own temporary files (its singleton socket's directory, which a
 	// killed browser leaves in /tmp) both go with the test.
 	dir := t.TempDir()

@@ -425,14 +425,11 @@ var hostileRequestIDs = []string{strings.Repeat("a", 129), strings.Repeat("x", 1
 
 // TestHostileInputBarrage sends well over a thousand bad requests of every kind to both services
 // through the gateway: each must get the right 4xx as problem+json (never a 5xx), nothing it
-// targets may change, and both services must stay healthy.
-//
-// Not in parallel with other tests: beside a browser test on 2 cores (a CI run on Compose), 213
-// of its requests to movies got a plain-text 503, which is Traefik's answer while a service has
-// no server in rotation: most likely its 1 s health probe of movies' one replica timed out on
-// the starved machine. That is the gateway under starvation, not the services' handling of bad
-// input, which is what this test is about.
+// targets may change, and both services must stay healthy. It holds cpuHeavy: no browser runs
+// beside it.
 func TestHostileInputBarrage(t *testing.T) {
+	t.Parallel()
+	holdCPU(t)
 	c := createCast(t, unique("Barrage Target Cast"))
 	castItem := "/api/v1/casts/" + itoa(c.ID)
 	m := createMovie(t, movie{Name: unique("Barrage Target Movie"), Plot: "Unchanged.", Genres: []string{"noir"}, CastIDs: []int64{c.ID}})
